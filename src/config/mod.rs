@@ -1,0 +1,332 @@
+//! Typed configuration: one TOML file layered with `LITELLM_SYNC__SECTION__KEY` environment variables.
+//!
+//! Loading has three steps, kept apart on purpose:
+//! 1. [`load_raw`] (IO): the `config` crate merges the file and the environment into one JSON tree;
+//! 2. [`validate`] (pure): the tree becomes a [`Config`], or the list of *every* problem with its key path;
+//! 3. [`Config::resolve_secrets`] (IO): `*_file` secrets are read.
+//!
+//! Secrets are `SecretString`s from the moment they are parsed and never appear in `Debug` or errors.
+
+mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Grants, TeamRole};
+
+pub use validate::{validate, validate_budget_duration};
+pub(crate) use validate::deserialize_reporting;
+
+/// Environment variable that names the config file when `--config` is not given.
+pub const CONFIG_ENV: &str = "LITELLM_SYNC_CONFIG";
+/// Prefix of the per-key environment overrides: `LITELLM_SYNC__LITELLM__URL` sets `litellm.url`.
+pub const ENV_PREFIX: &str = "LITELLM_SYNC";
+
+/// One configuration problem, named by its key path (`rules[2].budget_duration`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("no configuration file: pass --config PATH or set {CONFIG_ENV}")]
+    NoFile,
+    #[error("cannot read configuration {path}: {source}")]
+    Load {
+        path: PathBuf,
+        #[source]
+        source: config::ConfigError,
+    },
+    #[error("invalid configuration ({} problem{}):\n{}", .0.len(), if .0.len() == 1 { "" } else { "s" },
+        .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Problem>),
+}
+
+/// A secret given either inline (usually through the environment) or as a file to read at start-up.
+#[derive(Clone)]
+pub enum Secret {
+    Value(SecretString),
+    File(PathBuf),
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Secret::Value(_) => f.write_str("Secret(<redacted>)"),
+            Secret::File(p) => write!(f, "Secret(file {})", p.display()),
+        }
+    }
+}
+
+impl Secret {
+    /// Reads a file secret (trailing newline trimmed); `key` names the config key in the error.
+    pub fn resolve(&self, key: &str) -> Result<SecretString, ConfigError> {
+        match self {
+            Secret::Value(v) => Ok(v.clone()),
+            Secret::File(path) => match std::fs::read_to_string(path) {
+                Ok(s) => {
+                    let s = s.trim_end_matches(['\n', '\r']).to_string();
+                    if s.is_empty() {
+                        return Err(ConfigError::Invalid(vec![Problem {
+                            path: format!("{key}_file"),
+                            message: format!("secret file {} is empty", path.display()),
+                        }]));
+                    }
+                    Ok(SecretString::from(s))
+                }
+                Err(e) => Err(ConfigError::Invalid(vec![Problem {
+                    path: format!("{key}_file"),
+                    message: format!("cannot read secret file {}: {e}", path.display()),
+                }])),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub litellm: LiteLlmConfig,
+    pub sources: Vec<SourceConfig>,
+    pub rules: Vec<Rule>,
+    pub defaults: Grants,
+    pub precedence: Precedence,
+    pub scope: Scope,
+    pub safety: Safety,
+    pub store: StoreConfig,
+    pub server: ServerConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct LiteLlmConfig {
+    pub url: url::Url,
+    pub api_key: Secret,
+    pub timeout: Duration,
+    pub concurrency: usize,
+    pub max_retries: u32,
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+    /// Use `/management/v1/users/bulk[_delete]` when the proxy has them.
+    pub bulk: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    pub name: String,
+    /// Template for the LiteLLM `user_id` of a new user: `{user_name}`, `{email}`, `{id}`, `{source}`.
+    pub user_id_template: String,
+    /// Cron expression (seconds field first, as tokio-cron-scheduler reads it) for scheduled full resyncs.
+    pub schedule: Option<String>,
+    pub kind: SourceKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum SourceKind {
+    File(FileSourceConfig),
+}
+
+impl SourceKind {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            SourceKind::File(_) => "file",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct FileSourceConfig {
+    /// YAML (`.yaml`/`.yml`) or TOML (`.toml`) file of users and groups.
+    pub path: PathBuf,
+}
+
+/// Which groups a rule applies to. A group matches when *any* given matcher matches it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Match {
+    /// Exact group ids, names or DNs (DNs compared case-insensitively, ignoring spaces after commas).
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// Glob over group names and DNs (`llm-*`, `cn=llm-*,ou=groups,*`), case-insensitive.
+    pub group_glob: Option<String>,
+    /// Restrict the rule to one source.
+    pub source: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub name: String,
+    pub matcher: Match,
+    pub grants: Grants,
+    pub team: Option<TeamSpec>,
+    /// Creation-only: mint one virtual key for the user when it is created.
+    pub key: Option<KeySpec>,
+    /// Creation-only: ask LiteLLM to send its invitation e-mail.
+    pub send_invite_email: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TeamSpec {
+    /// Template for the team id; `{group_name}`, `{group_id}`, `{source}`. Default `{group_name}`, slugified.
+    pub id: Option<String>,
+    /// Template for the team alias; default the group's name.
+    pub alias: Option<String>,
+    #[serde(default)]
+    pub member_role: TeamRole,
+    pub max_budget: Option<f64>,
+    pub soft_budget: Option<f64>,
+    pub budget_duration: Option<String>,
+    pub models: Option<Vec<String>>,
+    pub tpm_limit: Option<u64>,
+    pub rpm_limit: Option<u64>,
+    #[serde(default)]
+    pub metadata: BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeySpec {
+    /// Template for the key alias: `{user_name}`, `{user_id}`, `{email}`.
+    pub alias: Option<String>,
+    /// Key lifetime in LiteLLM's duration format (`30d`, `12h`); none means no expiry.
+    pub duration: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitPrecedence {
+    /// The largest budget or limit among matching rules wins.
+    #[default]
+    Highest,
+    Lowest,
+    /// The first matching rule, in file order, that sets the field wins.
+    First,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct Precedence {
+    #[serde(default)]
+    pub limits: LimitPrecedence,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unmatched {
+    /// Users that match no rule are provisioned with `[defaults]`.
+    #[default]
+    Provision,
+    /// Users that match no rule are out of scope: never created, and deprovisioned if managed.
+    Exclude,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct Scope {
+    #[serde(default)]
+    pub unmatched_users: Unmatched,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Deprovision {
+    /// Block the user's keys and set `metadata.scim_active=false`, as LiteLLM's own SCIM does.
+    #[default]
+    Deactivate,
+    /// Delete the user (and every key it owns) at once.
+    Delete,
+}
+
+#[derive(Debug, Clone)]
+pub struct Safety {
+    /// Hold every destructive operation of a run that would deactivate or delete more users than this.
+    pub max_deletions: u32,
+    /// … or more than this percentage of the users the source manages.
+    pub max_deletions_percent: f64,
+    pub deprovision: Deprovision,
+    /// Delete a deactivated user once it has been deactivated this long.
+    pub delete_after: Option<Duration>,
+    /// Take over pre-existing LiteLLM users whose `user_id` equals a desired one (adds the ownership marker).
+    pub adopt_existing: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub level: String,
+    /// Audit trail of applied changes (JSON lines); `-` means stdout, none disables it.
+    pub audit_path: Option<PathBuf>,
+}
+
+/// Reads the file and the `LITELLM_SYNC__*` environment into one JSON tree (no validation yet).
+pub fn load_raw(path: &Path) -> Result<serde_json::Value, ConfigError> {
+    let built = config::Config::builder()
+        .add_source(config::File::from(path).format(config::FileFormat::Toml).required(true))
+        .add_source(
+            config::Environment::with_prefix(ENV_PREFIX)
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .ignore_empty(true),
+        )
+        .build()
+        .map_err(|source| ConfigError::Load { path: path.to_path_buf(), source })?;
+    built
+        .try_deserialize::<serde_json::Value>()
+        .map_err(|source| ConfigError::Load { path: path.to_path_buf(), source })
+}
+
+/// Loads, validates and resolves the secrets of the configuration at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let raw = load_raw(path)?;
+    let cfg = validate(&raw).map_err(ConfigError::Invalid)?;
+    cfg.check_secret_files()?;
+    Ok(cfg)
+}
+
+impl Config {
+    /// Fails early when a `*_file` secret cannot be read, so that start-up names the key.
+    fn check_secret_files(&self) -> Result<(), ConfigError> {
+        self.litellm.api_key.resolve("litellm.api_key").map(|_| ())
+    }
+
+    pub fn source(&self, name: &str) -> Option<&SourceConfig> {
+        self.sources.iter().find(|s| s.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests;
+
+/// Checks user settings given outside the config file (a file source's per-user overrides) with the same rules
+/// as `[defaults]` and `[[rules]]`.
+pub fn validate_grants_into(problems: &mut Vec<Problem>, path: &str, g: &Grants) {
+    validate::check_grants(problems, path, g);
+}

@@ -1,0 +1,79 @@
+//! One reconciliation pass, shared by the CLI and the daemon: read sources → map → read LiteLLM → plan.
+//! Applying is left to the caller so that `plan` never writes.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+
+use crate::config::Config;
+use crate::litellm::{ApiError, Client};
+use crate::mapper::{DesiredState, Mapper};
+use crate::model::Snapshot;
+use crate::reconcile::plan::{plan, Actual, Plan, PlanContext};
+use crate::sources::{Source, SourceError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("no source named {0:?} in the configuration")]
+    UnknownSource(String),
+    #[error("reading LiteLLM's current state failed: {0}")]
+    LiteLlm(#[from] ApiError),
+}
+
+/// Everything one pass computed.
+pub struct Pass {
+    pub sources: Vec<String>,
+    pub snapshots: Vec<Snapshot>,
+    /// Sources whose read failed: nothing of theirs is deprovisioned this run.
+    pub failures: Vec<SourceError>,
+    pub desired: DesiredState,
+    pub actual: Actual,
+    pub plan: Plan,
+}
+
+/// Reads the selected sources (all when `only` is empty) concurrently.
+pub async fn read_sources(cfg: &Config, only: &[String]) -> Result<(Vec<String>, Vec<Snapshot>, Vec<SourceError>), EngineError> {
+    for name in only {
+        if cfg.source(name).is_none() {
+            return Err(EngineError::UnknownSource(name.clone()));
+        }
+    }
+    let selected: Vec<Source> =
+        cfg.sources.iter().filter(|s| only.is_empty() || only.contains(&s.name)).map(Source::new).collect();
+    let names = selected.iter().map(|s| s.name().to_string()).collect();
+    let results = futures::future::join_all(selected.iter().map(|s| s.snapshot())).await;
+    let (mut snaps, mut fails) = (Vec::new(), Vec::new());
+    for r in results {
+        match r {
+            Ok(s) => snaps.push(s),
+            Err(e) => {
+                tracing::error!(error = %e, "Source read failed; its users will not be deprovisioned this run");
+                fails.push(e);
+            }
+        }
+    }
+    Ok((names, snaps, fails))
+}
+
+/// Reads what LiteLLM holds now: users and teams, concurrently.
+pub async fn read_actual(client: &Client) -> Result<Actual, ApiError> {
+    let (users, teams) = tokio::try_join!(client.list_users(), client.list_teams())?;
+    Ok(Actual { users, teams })
+}
+
+pub async fn compute(
+    cfg: &Config,
+    client: &Client,
+    only: &[String],
+    now: DateTime<Utc>,
+    allow_mass_deprovision: bool,
+) -> Result<Pass, EngineError> {
+    let (sources, snapshots, failures) = read_sources(cfg, only).await?;
+    let desired = Mapper::new(cfg).map(&snapshots);
+    let actual = read_actual(client).await?;
+    let complete_sources: BTreeSet<String> = snapshots.iter().map(|s| s.source.clone()).collect();
+    let source_user_counts: BTreeMap<String, usize> = snapshots.iter().map(|s| (s.source.clone(), s.users.len())).collect();
+    let cx = PlanContext { safety: &cfg.safety, now, complete_sources, source_user_counts, allow_mass_deprovision };
+    let plan = plan(&desired, &actual, &cx);
+    Ok(Pass { sources, snapshots, failures, desired, actual, plan })
+}

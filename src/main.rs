@@ -1,0 +1,18 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use litellm_sync::cli::{self, Cli};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let cfg = match cli::load_config(&cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(cli::EXIT_ERROR);
+        }
+    };
+    litellm_sync::telemetry::init(cfg.log.format, &cfg.log.level, cli.verbose);
+    cli::run(cli, cfg).await
+}

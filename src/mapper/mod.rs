@@ -1,0 +1,528 @@
+//! Rules → desired LiteLLM state. Pure: identities, groups and the configuration in, desired users and teams
+//! out, with the provenance of every field so `explain` can say where it came from.
+//!
+//! Precedence (README "Mapping rules"): a per-user override beats every rule; rules beat `[defaults]`, which fill
+//! only the fields no matching rule sets. Among rules: role = most privileged; models = union ("all-proxy-models"
+//! wins); metadata = first rule (file order) per key; budgets and limits per `[precedence] limits`
+//! (highest/lowest/first); `budget_duration` comes with the winning `max_budget` when that rule sets one.
+
+mod groups;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use globset::{GlobBuilder, GlobMatcher};
+use serde::Serialize;
+
+use crate::config::{Config, KeySpec, LimitPrecedence, Rule, SourceConfig, Unmatched};
+use crate::model::{Grants, Group, Identity, Role, Snapshot, TeamRole};
+
+pub use groups::{flatten_memberships, Memberships};
+
+/// LiteLLM's value for "every model on the proxy".
+pub const ALL_MODELS: &str = "all-proxy-models";
+
+/// Identifies a person across runs: the source that owns it and the source's immutable id.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct ExternalKey {
+    pub source: String,
+    pub external_id: String,
+}
+
+impl std::fmt::Display for ExternalKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.source, self.external_id)
+    }
+}
+
+/// Options that only matter when the user is created.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct CreateOptions {
+    pub key: Option<KeySpec>,
+    pub send_invite_email: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DesiredUser {
+    pub key: ExternalKey,
+    /// The id a new LiteLLM user gets; an existing managed user keeps the id it has.
+    pub user_id: String,
+    pub user_name: String,
+    pub email: Option<String>,
+    pub alias: Option<String>,
+    /// False when the source reports the account disabled: the user is deprovisioned.
+    pub active: bool,
+    pub fields: Grants,
+    pub create: CreateOptions,
+    /// Field name → where its value came from ("rule admins (group cn=admins,…)", "defaults", "override").
+    pub provenance: BTreeMap<String, String>,
+    /// Every group the user is in, nesting resolved (names).
+    pub groups: Vec<String>,
+    pub rules: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DesiredTeam {
+    pub team_id: String,
+    pub alias: String,
+    pub source: String,
+    pub group_id: String,
+    pub rule: String,
+    pub max_budget: Option<f64>,
+    pub soft_budget: Option<f64>,
+    pub budget_duration: Option<String>,
+    pub models: Option<Vec<String>>,
+    pub tpm_limit: Option<u64>,
+    pub rpm_limit: Option<u64>,
+    pub metadata: BTreeMap<String, serde_json::Value>,
+    pub members: BTreeMap<ExternalKey, TeamRole>,
+}
+
+/// An identity that produced no desired user, and why (shown by `plan` and `explain`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Excluded {
+    pub key: ExternalKey,
+    pub user_name: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct DesiredState {
+    pub users: BTreeMap<ExternalKey, DesiredUser>,
+    pub teams: BTreeMap<String, DesiredTeam>,
+    pub excluded: Vec<Excluded>,
+    pub warnings: Vec<String>,
+}
+
+struct CompiledRule<'a> {
+    rule: &'a Rule,
+    globs: Option<GlobMatcher>,
+    exact: Vec<String>,
+}
+
+impl CompiledRule<'_> {
+    fn matches(&self, source: &str, g: &Group) -> bool {
+        if self.rule.matcher.source.as_deref().is_some_and(|s| s != source) {
+            return false;
+        }
+        let dn = g.dn.as_deref().map(normalize_dn);
+        let exact = self.exact.iter().any(|m| {
+            *m == g.external_id || *m == g.name || dn.as_deref().is_some_and(|d| *d == normalize_dn(m))
+        });
+        exact
+            || self.globs.as_ref().is_some_and(|gl| gl.is_match(&g.name) || g.dn.as_deref().is_some_and(|d| gl.is_match(d)))
+    }
+}
+
+/// DNs compare case-insensitively and without the optional spaces after separators (`cn=A, ou=B` = `CN=a,OU=b`).
+pub fn normalize_dn(dn: &str) -> String {
+    dn.split(',').map(|rdn| rdn.trim().to_lowercase()).collect::<Vec<_>>().join(",")
+}
+
+/// The mapper: built once per configuration, applied to any number of snapshots.
+pub struct Mapper<'a> {
+    cfg: &'a Config,
+    rules: Vec<CompiledRule<'a>>,
+}
+
+impl<'a> Mapper<'a> {
+    pub fn new(cfg: &'a Config) -> Self {
+        let rules = cfg
+            .rules
+            .iter()
+            .map(|rule| CompiledRule {
+                rule,
+                // Validation already rejected bad globs; a glob that fails here simply matches nothing.
+                globs: rule.matcher.group_glob.as_deref().and_then(|g| {
+                    GlobBuilder::new(g).case_insensitive(true).literal_separator(false).build().ok()
+                }).map(|g| g.compile_matcher()),
+                exact: rule.matcher.groups.clone(),
+            })
+            .collect();
+        Mapper { cfg, rules }
+    }
+
+    /// Maps complete snapshots to the desired state.
+    pub fn map(&self, snapshots: &[Snapshot]) -> DesiredState {
+        let mut out = DesiredState::default();
+        let mut taken_ids: BTreeMap<String, ExternalKey> = BTreeMap::new();
+        for snap in snapshots {
+            let Some(src) = self.cfg.source(&snap.source) else {
+                out.warnings.push(format!("snapshot from unknown source {:?} ignored", snap.source));
+                continue;
+            };
+            let memberships = flatten_memberships(snap);
+            out.warnings.extend(memberships.warnings.iter().cloned());
+            let groups_by_id: BTreeMap<&str, &Group> = snap.groups.iter().map(|g| (g.external_id.as_str(), g)).collect();
+            // Which rules each group matches, computed once per group.
+            let matched_rules: BTreeMap<&str, Vec<usize>> = snap
+                .groups
+                .iter()
+                .map(|g| {
+                    let idx = self.rules.iter().enumerate().filter(|(_, r)| r.matches(&snap.source, g)).map(|(i, _)| i);
+                    (g.external_id.as_str(), idx.collect())
+                })
+                .collect();
+
+            for ident in &snap.users {
+                let key = ExternalKey { source: snap.source.clone(), external_id: ident.external_id.clone() };
+                let user_groups: Vec<&Group> = memberships
+                    .of_user(&ident.external_id)
+                    .iter()
+                    .filter_map(|gid| groups_by_id.get(gid.as_str()).copied())
+                    .collect();
+                // (rule index, group) pairs in rule order, then group order.
+                let mut hits: Vec<(usize, &Group)> = user_groups
+                    .iter()
+                    .flat_map(|g| matched_rules.get(g.external_id.as_str()).into_iter().flatten().map(move |&i| (i, *g)))
+                    .collect();
+                hits.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.name.cmp(&b.1.name)));
+
+                if hits.is_empty() && self.cfg.scope.unmatched_users == Unmatched::Exclude {
+                    out.excluded.push(Excluded {
+                        key,
+                        user_name: ident.user_name.clone(),
+                        reason: "matches no rule and scope.unmatched_users = \"exclude\"".into(),
+                    });
+                    continue;
+                }
+                let user_id = match render_user_id(src, ident) {
+                    Ok(id) => id,
+                    Err(reason) => {
+                        out.excluded.push(Excluded { key, user_name: ident.user_name.clone(), reason });
+                        continue;
+                    }
+                };
+                if let Some(other) = taken_ids.get(&user_id) {
+                    out.excluded.push(Excluded {
+                        key: key.clone(),
+                        user_name: ident.user_name.clone(),
+                        reason: format!("user_id {user_id:?} is already taken by {other}"),
+                    });
+                    continue;
+                }
+                taken_ids.insert(user_id.clone(), key.clone());
+
+                let (fields, provenance) = self.resolve(ident, &hits);
+                let mut rules: Vec<String> = hits.iter().map(|(i, _)| self.rules[*i].rule.name.clone()).collect();
+                rules.dedup();
+                let create = self.create_options(&hits);
+                let mut group_names: Vec<String> = user_groups.iter().map(|g| g.name.clone()).collect();
+                group_names.sort();
+                if ident.active {
+                    for (i, g) in &hits {
+                        if let Some(team) = &self.rules[*i].rule.team {
+                            self.add_team_member(&mut out, &snap.source, self.rules[*i].rule, team, g, &key);
+                        }
+                    }
+                }
+                out.users.insert(
+                    key.clone(),
+                    DesiredUser {
+                        key,
+                        user_id,
+                        user_name: ident.user_name.clone(),
+                        email: ident.email.as_deref().map(normalize_email).filter(|e| !e.is_empty()),
+                        alias: ident.display_name.clone().filter(|d| !d.trim().is_empty()),
+                        active: ident.active,
+                        fields,
+                        create,
+                        provenance,
+                        groups: group_names,
+                        rules,
+                    },
+                );
+            }
+            // Teams whose group currently has no active member still exist as desired (empty roster).
+            for g in &snap.groups {
+                for &i in matched_rules.get(g.external_id.as_str()).into_iter().flatten() {
+                    if let Some(team) = &self.rules[i].rule.team {
+                        self.ensure_team(&mut out, &snap.source, self.rules[i].rule, team, g);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn create_options(&self, hits: &[(usize, &Group)]) -> CreateOptions {
+        let mut opts = CreateOptions::default();
+        for (i, _) in hits {
+            let r = self.rules[*i].rule;
+            if opts.key.is_none() {
+                opts.key = r.key.clone();
+            }
+            opts.send_invite_email |= r.send_invite_email;
+        }
+        opts
+    }
+
+    fn ensure_team<'b>(
+        &self,
+        out: &'b mut DesiredState,
+        source: &str,
+        rule: &Rule,
+        spec: &crate::config::TeamSpec,
+        g: &Group,
+    ) -> &'b mut DesiredTeam {
+        let team_id = render_group_template(spec.id.as_deref().unwrap_or("{group_name}"), source, g, true);
+        let alias = render_group_template(spec.alias.as_deref().unwrap_or("{group_name}"), source, g, false);
+        if let Some(existing) = out.teams.get(&team_id) {
+            if existing.group_id != g.external_id || existing.source != source {
+                out.warnings.push(format!(
+                    "team {team_id:?}: groups {:?} and {:?} both map to it; members are merged, settings come from \
+                     rule {:?}",
+                    existing.group_id, g.external_id, existing.rule
+                ));
+            }
+        }
+        out.teams.entry(team_id.clone()).or_insert_with(|| DesiredTeam {
+            team_id,
+            alias,
+            source: source.to_string(),
+            group_id: g.external_id.clone(),
+            rule: rule.name.clone(),
+            max_budget: spec.max_budget,
+            soft_budget: spec.soft_budget,
+            budget_duration: spec.budget_duration.clone(),
+            models: spec.models.as_ref().map(|m| normalize_models(m.iter().cloned())),
+            tpm_limit: spec.tpm_limit,
+            rpm_limit: spec.rpm_limit,
+            metadata: spec.metadata.clone(),
+            members: BTreeMap::new(),
+        })
+    }
+
+    fn add_team_member(
+        &self,
+        out: &mut DesiredState,
+        source: &str,
+        rule: &Rule,
+        spec: &crate::config::TeamSpec,
+        g: &Group,
+        key: &ExternalKey,
+    ) {
+        let team = self.ensure_team(out, source, rule, spec, g);
+        let role = team.members.entry(key.clone()).or_insert(spec.member_role);
+        *role = (*role).max(spec.member_role);
+    }
+
+    /// Combines defaults, matching rules and the user's overrides into the desired user fields.
+    fn resolve(&self, ident: &Identity, hits: &[(usize, &Group)]) -> (Grants, BTreeMap<String, String>) {
+        let mut g = Grants::default();
+        let mut prov: BTreeMap<String, String> = BTreeMap::new();
+        let origin = |i: usize, grp: &Group| {
+            format!("rule {:?} (group {:?})", self.rules[i].rule.name, grp.dn.as_deref().unwrap_or(&grp.name))
+        };
+        let prec = self.cfg.precedence.limits;
+
+        // role: most privileged.
+        if let Some((r, i, grp)) = hits
+            .iter()
+            .filter_map(|(i, grp)| self.rules[*i].rule.grants.role.map(|r| (r, *i, *grp)))
+            .fold(None, |best: Option<(Role, usize, &Group)>, cur| match best {
+                Some(b) if b.0 >= cur.0 => Some(b),
+                _ => Some(cur),
+            })
+        {
+            g.role = Some(r);
+            prov.insert("role".into(), origin(i, grp));
+        }
+
+        // Numeric limits by precedence.
+        macro_rules! pick {
+            ($field:ident) => {{
+                let cands = hits.iter().filter_map(|(i, grp)| self.rules[*i].rule.grants.$field.map(|v| (v, *i, *grp)));
+                if let Some((v, i, grp)) = choose(cands, prec) {
+                    g.$field = Some(v);
+                    prov.insert(stringify!($field).into(), origin(i, grp));
+                    Some(i)
+                } else {
+                    None
+                }
+            }};
+        }
+        let budget_rule = pick!(max_budget);
+        pick!(tpm_limit);
+        pick!(rpm_limit);
+        pick!(max_parallel_requests);
+
+        // budget_duration travels with the winning max_budget when that rule sets one.
+        let dur = budget_rule
+            .and_then(|bi| hits.iter().find(|(i, _)| *i == bi).and_then(|(i, grp)| {
+                self.rules[*i].rule.grants.budget_duration.clone().map(|d| (d, *i, *grp))
+            }))
+            .or_else(|| {
+                hits.iter().find_map(|(i, grp)| self.rules[*i].rule.grants.budget_duration.clone().map(|d| (d, *i, *grp)))
+            });
+        if let Some((d, i, grp)) = dur {
+            g.budget_duration = Some(d);
+            prov.insert("budget_duration".into(), origin(i, grp));
+        }
+
+        // models: union; "all-proxy-models" wins.
+        let mut model_origins = Vec::new();
+        let mut models: BTreeSet<String> = BTreeSet::new();
+        for (i, grp) in hits {
+            if let Some(ms) = &self.rules[*i].rule.grants.models {
+                models.extend(ms.iter().cloned());
+                model_origins.push(origin(*i, grp));
+            }
+        }
+        if !model_origins.is_empty() {
+            g.models = Some(normalize_models(models.into_iter()));
+            model_origins.dedup();
+            prov.insert("models".into(), model_origins.join(" + "));
+        }
+
+        // model_max_budget: per model, by precedence.
+        let mut mmb: BTreeMap<String, (f64, usize, &Group)> = BTreeMap::new();
+        for (i, grp) in hits {
+            for (model, v) in self.rules[*i].rule.grants.model_max_budget.iter().flatten() {
+                let cur = (*v, *i, *grp);
+                let keep = match mmb.get(model) {
+                    None => true,
+                    Some(best) => match prec {
+                        LimitPrecedence::Highest => cur.0 > best.0,
+                        LimitPrecedence::Lowest => cur.0 < best.0,
+                        LimitPrecedence::First => false,
+                    },
+                };
+                if keep {
+                    mmb.insert(model.clone(), cur);
+                }
+            }
+        }
+        if !mmb.is_empty() {
+            let mut origins: Vec<String> = mmb.values().map(|(_, i, grp)| origin(*i, grp)).collect();
+            origins.sort();
+            origins.dedup();
+            prov.insert("model_max_budget".into(), origins.join(" + "));
+            g.model_max_budget = Some(mmb.into_iter().map(|(k, (v, _, _))| (k, v)).collect());
+        }
+
+        // metadata: first rule per key.
+        for (i, grp) in hits {
+            for (k, v) in &self.rules[*i].rule.grants.metadata {
+                if !g.metadata.contains_key(k) {
+                    g.metadata.insert(k.clone(), v.clone());
+                    prov.insert(format!("metadata.{k}"), origin(*i, grp));
+                }
+            }
+        }
+
+        // Defaults fill what no rule set.
+        overlay(&mut g, &mut prov, &self.cfg.defaults, "defaults", false);
+        // Per-user overrides beat everything.
+        overlay(&mut g, &mut prov, &ident.overrides, "per-user override", true);
+        (g, prov)
+    }
+}
+
+/// Picks one candidate value by precedence; candidates arrive in rule order.
+fn choose<T: PartialOrd + Copy, X: Copy>(
+    cands: impl Iterator<Item = (T, usize, X)>,
+    prec: LimitPrecedence,
+) -> Option<(T, usize, X)> {
+    cands.fold(None, |best, cur| match best {
+        None => Some(cur),
+        Some(b) => Some(match prec {
+            LimitPrecedence::Highest if cur.0 > b.0 => cur,
+            LimitPrecedence::Lowest if cur.0 < b.0 => cur,
+            _ => b,
+        }),
+    })
+}
+
+/// Copies the fields of `layer` into `g`: all of them when `force`, else only those `g` does not set.
+fn overlay(g: &mut Grants, prov: &mut BTreeMap<String, String>, layer: &Grants, label: &str, force: bool) {
+    macro_rules! put {
+        ($field:ident, $name:expr) => {
+            if let Some(v) = &layer.$field {
+                if force || g.$field.is_none() {
+                    g.$field = Some(v.clone());
+                    prov.insert($name.into(), label.into());
+                }
+            }
+        };
+    }
+    put!(role, "role");
+    put!(max_budget, "max_budget");
+    put!(budget_duration, "budget_duration");
+    put!(tpm_limit, "tpm_limit");
+    put!(rpm_limit, "rpm_limit");
+    put!(max_parallel_requests, "max_parallel_requests");
+    put!(model_max_budget, "model_max_budget");
+    if let Some(m) = &layer.models {
+        if force || g.models.is_none() {
+            g.models = Some(normalize_models(m.iter().cloned()));
+            prov.insert("models".into(), label.into());
+        }
+    }
+    for (k, v) in &layer.metadata {
+        if force || !g.metadata.contains_key(k) {
+            g.metadata.insert(k.clone(), v.clone());
+            prov.insert(format!("metadata.{k}"), label.into());
+        }
+    }
+}
+
+/// Sorted, de-duplicated; any "all-proxy-models" collapses the list to just that.
+pub fn normalize_models(models: impl Iterator<Item = String>) -> Vec<String> {
+    let set: BTreeSet<String> = models.map(|m| m.trim().to_string()).filter(|m| !m.is_empty()).collect();
+    if set.contains(ALL_MODELS) {
+        vec![ALL_MODELS.to_string()]
+    } else {
+        set.into_iter().collect()
+    }
+}
+
+/// E-mail addresses are sent lower-cased and trimmed: LiteLLM's duplicate check is case-insensitive while its
+/// e-mail lookups are not (litellm-api.md §2.2).
+pub fn normalize_email(e: &str) -> String {
+    e.trim().to_lowercase()
+}
+
+/// Renders a source's `user_id_template` for one identity.
+pub fn render_user_id(src: &SourceConfig, ident: &Identity) -> Result<String, String> {
+    let email = ident.email.as_deref().map(normalize_email).filter(|e| !e.is_empty());
+    if src.user_id_template.contains("{email}") && email.is_none() {
+        return Err(format!("user_id_template {:?} needs an e-mail address and the user has none", src.user_id_template));
+    }
+    let id = src
+        .user_id_template
+        .replace("{user_name}", &ident.user_name)
+        .replace("{email}", email.as_deref().unwrap_or(""))
+        .replace("{id}", &ident.external_id)
+        .replace("{source}", &src.name);
+    if id.trim().is_empty() {
+        return Err("the rendered user_id is empty".into());
+    }
+    if id.len() > 512 {
+        return Err(format!("the rendered user_id is {} bytes long; LiteLLM accepts at most 512", id.len()));
+    }
+    if id.chars().any(char::is_control) {
+        return Err("the rendered user_id contains control characters".into());
+    }
+    Ok(id)
+}
+
+/// Renders a team id or alias template. For ids, substituted values are slugified so that a group named
+/// "LLM Users (EU)" gives the team id "llm-users-eu".
+fn render_group_template(t: &str, source: &str, g: &Group, slug: bool) -> String {
+    let f = |s: &str| if slug { slugify(s) } else { s.to_string() };
+    t.replace("{group_name}", &f(&g.name)).replace("{group_id}", &f(&g.external_id)).replace("{source}", &f(source))
+}
+
+pub fn slugify(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_ascii_alphanumeric() || c == '_' || c == '.' {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    out.trim_matches('-').to_string()
+}

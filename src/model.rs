@@ -1,0 +1,157 @@
+//! The identity model every source speaks and every later stage consumes.
+//!
+//! Sources translate the outside world into these types; nothing here does IO or knows about LiteLLM's wire
+//! format (that lives in `litellm::types`).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// LiteLLM's global user roles that an operator may assign, ordered from least to most privilege so that
+/// `max()` picks the most privileged one (DESIGN.md §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    InternalUserViewer,
+    InternalUser,
+    ProxyAdminViewer,
+    ProxyAdmin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::InternalUserViewer => "internal_user_viewer",
+            Role::InternalUser => "internal_user",
+            Role::ProxyAdminViewer => "proxy_admin_viewer",
+            Role::ProxyAdmin => "proxy_admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "internal_user_viewer" => Some(Role::InternalUserViewer),
+            "internal_user" => Some(Role::InternalUser),
+            "proxy_admin_viewer" => Some(Role::ProxyAdminViewer),
+            "proxy_admin" => Some(Role::ProxyAdmin),
+            _ => None,
+        }
+    }
+}
+
+/// A team member's role inside one team (`Member.role` in LiteLLM).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TeamRole {
+    #[default]
+    User,
+    Admin,
+}
+
+impl TeamRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TeamRole::User => "user",
+            TeamRole::Admin => "admin",
+        }
+    }
+}
+
+/// The LiteLLM user settings a rule, a default or a per-user override can contribute. Every field is
+/// optional: `None` means "this layer says nothing about it".
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Grants {
+    pub role: Option<Role>,
+    pub max_budget: Option<f64>,
+    pub budget_duration: Option<String>,
+    pub models: Option<Vec<String>>,
+    pub tpm_limit: Option<u64>,
+    pub rpm_limit: Option<u64>,
+    pub max_parallel_requests: Option<u64>,
+    pub model_max_budget: Option<BTreeMap<String, f64>>,
+    #[serde(default)]
+    pub metadata: BTreeMap<String, serde_json::Value>,
+}
+
+/// One person as a source reports them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Identity {
+    /// The source's immutable id (entryUUID, objectGUID, SCIM id). Never a mutable name.
+    pub external_id: String,
+    pub user_name: String,
+    pub email: Option<String>,
+    pub display_name: Option<String>,
+    pub active: bool,
+    /// Ids of groups the source says the user belongs to directly (e.g. from `memberOf`), in addition to the
+    /// groups' own member lists.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// Per-user attribute overrides; they beat every group rule.
+    #[serde(default)]
+    pub overrides: Grants,
+}
+
+/// One group as a source reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Group {
+    pub external_id: String,
+    pub name: String,
+    /// Distinguished name for directory sources, used by rules that match on DN.
+    pub dn: Option<String>,
+    /// External ids of member users.
+    #[serde(default)]
+    pub members: Vec<String>,
+    /// External ids of member groups (nested groups): their members are members of this group too.
+    #[serde(default)]
+    pub member_groups: Vec<String>,
+}
+
+/// The complete view of one source at one moment. Only a complete snapshot may lead to deprovisioning.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub source: String,
+    pub users: Vec<Identity>,
+    pub groups: Vec<Group>,
+}
+
+/// What sources send on the event channel (DESIGN.md §1). A full read produces one `Snapshot`; push sources
+/// (SCIM) produce deltas.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SourceEvent {
+    Snapshot(Snapshot),
+    UserUpserted { source: String, user: Identity },
+    UserRemoved { source: String, external_id: String },
+    GroupUpserted { source: String, group: Group },
+    GroupRemoved { source: String, external_id: String },
+}
+
+impl SourceEvent {
+    pub fn source(&self) -> &str {
+        match self {
+            SourceEvent::Snapshot(s) => &s.source,
+            SourceEvent::UserUpserted { source, .. }
+            | SourceEvent::UserRemoved { source, .. }
+            | SourceEvent::GroupUpserted { source, .. }
+            | SourceEvent::GroupRemoved { source, .. } => source,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_order_is_privilege_order() {
+        assert!(Role::ProxyAdmin > Role::ProxyAdminViewer);
+        assert!(Role::ProxyAdminViewer > Role::InternalUser);
+        assert!(Role::InternalUser > Role::InternalUserViewer);
+        for r in [Role::ProxyAdmin, Role::ProxyAdminViewer, Role::InternalUser, Role::InternalUserViewer] {
+            assert_eq!(Role::parse(r.as_str()), Some(r));
+        }
+        assert_eq!(Role::parse("org_admin"), None);
+        assert_eq!(Role::parse("Proxy_Admin"), None);
+    }
+}

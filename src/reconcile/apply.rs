@@ -1,0 +1,424 @@
+//! The applier: runs a plan against LiteLLM in dependency order (phases), with bounded concurrency and never two
+//! operations on one user or one team at once. Creates and deletes go through the bulk endpoints when the proxy
+//! has them. Every write passes the client's single write point, where dry-run stops.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use futures::stream::{self, StreamExt};
+use serde::Serialize;
+
+use super::plan::{user_update, Op};
+use super::{read_marker, UserMarker, MARKER_KEY};
+use crate::litellm::types::{NewUserRequest, UpdateUserRequest};
+use crate::litellm::{ApiError, Client, ErrorClass, BULK_MAX};
+use crate::mapper::ExternalKey;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Outcome {
+    Applied,
+    /// Nothing to do after all (the object was already in the wanted state, or already gone).
+    AlreadyDone { detail: String },
+    /// Dry run: everything ran but the write.
+    Skipped,
+    Failed { class: String, error: String },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OpResult {
+    pub op: &'static str,
+    pub target: String,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ApplyReport {
+    pub results: Vec<OpResult>,
+}
+
+impl ApplyReport {
+    pub fn failed(&self) -> usize {
+        self.results.iter().filter(|r| matches!(r.outcome, Outcome::Failed { .. })).count()
+    }
+    pub fn applied(&self) -> usize {
+        self.results.iter().filter(|r| matches!(r.outcome, Outcome::Applied)).count()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ApplyOptions {
+    pub concurrency: usize,
+    pub adopt_existing: bool,
+}
+
+/// Per-resource locks; acquired in sorted order so two operations cannot deadlock.
+#[derive(Default)]
+struct Locks {
+    map: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Locks {
+    async fn acquire(&self, keys: &[String]) -> Vec<tokio::sync::OwnedMutexGuard<()>> {
+        let mutexes: Vec<_> = {
+            let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+            keys.iter().map(|k| map.entry(k.clone()).or_default().clone()).collect()
+        };
+        let mut guards = Vec::with_capacity(mutexes.len());
+        for m in mutexes {
+            guards.push(m.lock_owned().await);
+        }
+        guards
+    }
+}
+
+/// Called after every finished operation (progress bars, metrics).
+pub type Progress<'a> = &'a (dyn Fn(&OpResult) + Sync);
+
+pub async fn apply(client: &Client, ops: &[Op], opts: &ApplyOptions, progress: Progress<'_>) -> ApplyReport {
+    let locks = Locks::default();
+    let mut report = ApplyReport::default();
+    let mut phases: Vec<Vec<&Op>> = Vec::new();
+    for op in ops {
+        match phases.last_mut() {
+            Some(last) if last[0].phase() == op.phase() => last.push(op),
+            _ => phases.push(vec![op]),
+        }
+    }
+    for phase in phases {
+        let results = match phase[0] {
+            Op::CreateUser { .. } => create_users(client, &phase, opts, &locks, progress).await,
+            Op::DeleteUser { .. } => delete_users(client, &phase, opts, &locks, progress).await,
+            _ => {
+                stream::iter(phase)
+                    .map(|op| async {
+                        let _g = locks.acquire(&op.resources()).await;
+                        let r = finish(op, run_one(client, op, opts).await);
+                        progress(&r);
+                        r
+                    })
+                    .buffer_unordered(opts.concurrency.max(1))
+                    .collect::<Vec<_>>()
+                    .await
+            }
+        };
+        report.results.extend(results);
+    }
+    report
+}
+
+fn finish(op: &Op, r: Result<Outcome, ApiError>) -> OpResult {
+    let outcome = match r {
+        Ok(o) => o,
+        Err(ApiError::DryRun { .. }) => Outcome::Skipped,
+        Err(e) => {
+            tracing::error!(op = op.kind(), target = %op.target(), error = %e, "Operation failed");
+            Outcome::Failed { class: e.class().label().into(), error: e.to_string() }
+        }
+    };
+    if matches!(outcome, Outcome::Applied) {
+        tracing::info!(op = op.kind(), target = %op.target(), "Applied");
+    }
+    OpResult { op: op.kind(), target: op.target(), outcome }
+}
+
+async fn run_one(client: &Client, op: &Op, opts: &ApplyOptions) -> Result<Outcome, ApiError> {
+    match op {
+        Op::CreateTeam { request, .. } => {
+            if client.create_team(request).await? {
+                Ok(Outcome::Applied)
+            } else {
+                // Created meanwhile (or by a retried request): make sure it has our settings.
+                client.update_team(request).await?;
+                Ok(Outcome::Applied)
+            }
+        }
+        Op::UpdateTeam { request, .. } => client.update_team(request).await.map(|_| Outcome::Applied),
+        Op::CreateUser { .. } => create_one(client, op, opts).await,
+        Op::UpdateUser { request, unblock_keys, .. } => {
+            for token in unblock_keys {
+                client.set_key_blocked(token, false).await?;
+            }
+            client.update_user(request).await.map(|_| Outcome::Applied)
+        }
+        Op::DeactivateUser { user_id, metadata, .. } => {
+            let mut metadata = metadata.clone();
+            let mut marker: UserMarker = read_marker(&metadata).ok_or_else(|| ApiError::Decode {
+                endpoint: "plan".into(),
+                detail: "deactivation without marker".into(),
+            })?;
+            for key in client.list_keys(user_id).await? {
+                if key.blocked != Some(true) && client.set_key_blocked(&key.token, true).await? {
+                    marker.blocked_keys.push(key.token);
+                }
+            }
+            metadata.insert(MARKER_KEY.into(), serde_json::to_value(&marker).unwrap_or_default());
+            let req = UpdateUserRequest { user_id: user_id.clone(), metadata: Some(metadata), ..Default::default() };
+            client.update_user(&req).await.map(|_| Outcome::Applied)
+        }
+        Op::DeleteUser { user_id, key, .. } => match verify_for_delete(client, user_id, key).await? {
+            Some(done) => Ok(done),
+            None => Ok(if client.delete_user(user_id).await? {
+                Outcome::Applied
+            } else {
+                Outcome::AlreadyDone { detail: "already deleted".into() }
+            }),
+        },
+        Op::AddMembers { team_id, members } => client.add_members(team_id, members).await.map(|_| Outcome::Applied),
+        Op::UpdateMember { team_id, user_id, role } => {
+            client.update_member(team_id, user_id, role).await.map(|_| Outcome::Applied)
+        }
+        Op::RemoveMember { team_id, user_id } => {
+            client.remove_member(team_id, user_id).await.map(|_| Outcome::Applied)
+        }
+    }
+}
+
+/// Re-reads a user before deleting it: `Some(outcome)` when the delete must not happen (gone, or no longer
+/// carrying this source's marker).
+async fn verify_for_delete(client: &Client, user_id: &str, key: &ExternalKey) -> Result<Option<Outcome>, ApiError> {
+    match client.get_user(user_id).await? {
+        None => Ok(Some(Outcome::AlreadyDone { detail: "already deleted".into() })),
+        Some(row) => match read_marker::<UserMarker>(&row.metadata) {
+            Some(m) if m.source == key.source && m.external_id == key.external_id => Ok(None),
+            _ => Ok(Some(Outcome::Failed {
+                class: "conflict".into(),
+                error: format!("user {user_id} no longer carries the marker of {key}; not deleted"),
+            })),
+        },
+    }
+}
+
+/// One-by-one create. `/user/new` refuses `model_max_budget` without an Enterprise licence, so it follows in an
+/// update. A 409 means the user exists (a retried request, or a race): go to update if it is ours.
+async fn create_one(client: &Client, op: &Op, opts: &ApplyOptions) -> Result<Outcome, ApiError> {
+    let Op::CreateUser { request, .. } = op else { return Ok(Outcome::Applied) };
+    let mut req = request.clone();
+    let mmb = req.model_max_budget.take();
+    match client.create_user(&req).await {
+        Ok(()) => {
+            if let Some(m) = mmb {
+                let upd = UpdateUserRequest { user_id: req.user_id.clone(), model_max_budget: Some(m), ..Default::default() };
+                client.update_user(&upd).await?;
+            }
+            Ok(Outcome::Applied)
+        }
+        Err(e) if e.class() == ErrorClass::Conflict => resolve_conflict(client, op, opts, &e.to_string()).await,
+        Err(e) => Err(e),
+    }
+}
+
+async fn resolve_conflict(client: &Client, op: &Op, opts: &ApplyOptions, why: &str) -> Result<Outcome, ApiError> {
+    let Op::CreateUser { user_id, key, desired, request } = op else { return Ok(Outcome::Applied) };
+    let Some(row) = client.get_user(user_id).await? else {
+        return Ok(Outcome::Failed {
+            class: "conflict".into(),
+            error: format!(
+                "LiteLLM refused to create {user_id} ({why}) but has no user with that id: the e-mail address {:?} \
+                 belongs to another LiteLLM user",
+                request.user_email.as_deref().unwrap_or("")
+            ),
+        });
+    };
+    let marker = read_marker::<UserMarker>(&row.metadata);
+    let ours = marker.as_ref().is_some_and(|m| m.source == key.source && m.external_id == key.external_id);
+    if !ours && !(marker.is_none() && opts.adopt_existing) {
+        return Ok(Outcome::Failed {
+            class: "conflict".into(),
+            error: format!(
+                "user {user_id} already exists in LiteLLM and is not managed by litellm-sync for {key}; set \
+                 safety.adopt_existing = true to take it over"
+            ),
+        });
+    }
+    let (mut upd, _, _) = user_update(desired, &row, marker.as_ref());
+    // /v2/user/info does not return max_parallel_requests: send it whenever it is owned.
+    if upd.max_parallel_requests.is_none() {
+        upd.max_parallel_requests = desired.fields.max_parallel_requests;
+    }
+    if upd.is_empty() {
+        return Ok(Outcome::AlreadyDone { detail: "already exists with the wanted settings".into() });
+    }
+    client.update_user(&upd).await.map(|_| Outcome::Applied)
+}
+
+async fn create_users(client: &Client, ops: &[&Op], opts: &ApplyOptions, locks: &Locks, progress: Progress<'_>) -> Vec<OpResult> {
+    let mut results = Vec::with_capacity(ops.len());
+    // Users that need an invitation e-mail cannot go through the bulk endpoint.
+    let (bulkable, single): (Vec<&Op>, Vec<&Op>) = ops
+        .iter()
+        .partition(|op| matches!(op, Op::CreateUser { request, .. } if !request.send_invite_email));
+    let mut fallback: Vec<&Op> = single;
+    let mut conflicts: Vec<(&Op, String)> = Vec::new();
+    if bulkable.len() > 1 {
+        for chunk in bulkable.chunks(BULK_MAX) {
+            let rows: Vec<NewUserRequest> = chunk
+                .iter()
+                .filter_map(|op| match op {
+                    Op::CreateUser { request, .. } => Some(request.clone()),
+                    _ => None,
+                })
+                .collect();
+            match client.bulk_create(&rows).await {
+                Ok(None) => fallback.extend(chunk),
+                Ok(Some(rows)) => {
+                    let by_id: HashMap<String, (bool, Option<String>)> = rows
+                        .into_iter()
+                        .filter_map(|r| r.user_id.map(|id| (id, (r.success, r.error))))
+                        .collect();
+                    for op in chunk {
+                        let Op::CreateUser { user_id, .. } = op else { continue };
+                        match by_id.get(user_id) {
+                            Some((true, _)) => {
+                                let r = OpResult { op: op.kind(), target: op.target(), outcome: Outcome::Applied };
+                                tracing::info!(op = op.kind(), target = %op.target(), "Applied (bulk)");
+                                progress(&r);
+                                results.push(r);
+                            }
+                            Some((false, Some(err))) if err.contains("already exists") => conflicts.push((op, err.clone())),
+                            Some((false, err)) => {
+                                let error = format!("LiteLLM refused to create {user_id}: {}", err.as_deref().unwrap_or("no reason given"));
+                                tracing::error!(op = op.kind(), target = %op.target(), error = %error, "Operation failed");
+                                let r = OpResult {
+                                    op: op.kind(),
+                                    target: op.target(),
+                                    outcome: Outcome::Failed { class: "invalid".into(), error },
+                                };
+                                progress(&r);
+                                results.push(r);
+                            }
+                            // A row LiteLLM did not report on: find out one by one.
+                            None => fallback.push(op),
+                        }
+                    }
+                }
+                Err(ApiError::DryRun { .. }) => {
+                    for op in chunk {
+                        let r = OpResult { op: op.kind(), target: op.target(), outcome: Outcome::Skipped };
+                        progress(&r);
+                        results.push(r);
+                    }
+                }
+                // The whole batch failed (after retries): each user is tried on its own so one bad row cannot
+                // sink the rest, and a retried batch that half-landed resolves through the 409 path.
+                Err(e) => {
+                    tracing::warn!(error = %e, "Bulk create failed; creating these users one by one");
+                    fallback.extend(chunk);
+                }
+            }
+        }
+    } else {
+        fallback.extend(bulkable);
+    }
+    let singles = stream::iter(fallback.into_iter().map(|op| (op, None)).chain(conflicts.into_iter().map(|(op, e)| (op, Some(e)))))
+        .map(|(op, conflict)| async move {
+            let _g = locks.acquire(&op.resources()).await;
+            let res = match conflict {
+                Some(why) => resolve_conflict(client, op, opts, &why).await,
+                None => create_one(client, op, opts).await,
+            };
+            let r = finish(op, res);
+            progress(&r);
+            r
+        })
+        .buffer_unordered(opts.concurrency.max(1))
+        .collect::<Vec<_>>()
+        .await;
+    results.extend(singles);
+    results
+}
+
+async fn delete_users(client: &Client, ops: &[&Op], opts: &ApplyOptions, locks: &Locks, progress: Progress<'_>) -> Vec<OpResult> {
+    // Re-read every user first; only those still ours are deleted.
+    let checked: Vec<(&Op, Result<Option<Outcome>, ApiError>)> = stream::iter(ops.iter().copied())
+        .map(|op| async move {
+            let Op::DeleteUser { user_id, key, .. } = op else { return (op, Ok(None)) };
+            (op, verify_for_delete(client, user_id, key).await)
+        })
+        .buffer_unordered(opts.concurrency.max(1))
+        .collect()
+        .await;
+    let mut results = Vec::new();
+    let mut todo: Vec<&Op> = Vec::new();
+    for (op, res) in checked {
+        match res {
+            Ok(None) => todo.push(op),
+            other => {
+                let r = finish(op, other.map(|o| o.unwrap_or(Outcome::Applied)));
+                progress(&r);
+                results.push(r);
+            }
+        }
+    }
+    let mut single: Vec<&Op> = Vec::new();
+    if todo.len() > 1 {
+        for chunk in todo.chunks(BULK_MAX) {
+            let ids: Vec<String> = chunk.iter().map(|op| target_id(op)).collect();
+            match client.bulk_delete(&ids).await {
+                Ok(Some(rows)) => {
+                    let by_id: HashMap<String, (bool, Option<String>)> =
+                        rows.into_iter().filter_map(|r| r.user_id.map(|id| (id, (r.success, r.error)))).collect();
+                    for op in chunk {
+                        let outcome = match by_id.get(&target_id(op)) {
+                            Some((true, _)) => Outcome::Applied,
+                            Some((false, Some(e))) if e.contains("not found") => Outcome::AlreadyDone { detail: "already deleted".into() },
+                            Some((false, e)) => Outcome::Failed {
+                                class: "invalid".into(),
+                                error: e.clone().unwrap_or_else(|| "LiteLLM gave no reason".into()),
+                            },
+                            None => {
+                                single.push(op);
+                                continue;
+                            }
+                        };
+                        let r = OpResult { op: op.kind(), target: op.target(), outcome };
+                        progress(&r);
+                        results.push(r);
+                    }
+                }
+                Ok(None) => single.extend(chunk),
+                Err(ApiError::DryRun { .. }) => {
+                    for op in chunk {
+                        let r = OpResult { op: op.kind(), target: op.target(), outcome: Outcome::Skipped };
+                        progress(&r);
+                        results.push(r);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "Bulk delete failed; deleting these users one by one");
+                    single.extend(chunk);
+                }
+            }
+        }
+    } else {
+        single = todo;
+    }
+    let rest = stream::iter(single)
+        .map(|op| async move {
+            let _g = locks.acquire(&op.resources()).await;
+            let Op::DeleteUser { user_id, .. } = op else { return finish(op, Ok(Outcome::Applied)) };
+            let res = client.delete_user(user_id).await.map(|deleted| {
+                if deleted {
+                    Outcome::Applied
+                } else {
+                    Outcome::AlreadyDone { detail: "already deleted".into() }
+                }
+            });
+            let r = finish(op, res);
+            progress(&r);
+            r
+        })
+        .buffer_unordered(opts.concurrency.max(1))
+        .collect::<Vec<_>>()
+        .await;
+    results.extend(rest);
+    results
+}
+
+fn target_id(op: &Op) -> String {
+    match op {
+        Op::DeleteUser { user_id, .. } | Op::CreateUser { user_id, .. } => user_id.clone(),
+        other => other.target(),
+    }
+}

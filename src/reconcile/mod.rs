@@ -1,0 +1,70 @@
+//! Desired vs actual → plan (pure, [`plan`]) → LiteLLM calls ([`apply`]).
+//!
+//! Ownership lives in LiteLLM itself: every user and team litellm-sync creates carries a marker object under
+//! `metadata.litellm_sync` (source, external id, the fields and metadata keys it owns, and its deactivation
+//! time), so no local state is needed to know what is managed, what to reset, or when a grace period ends.
+
+pub mod apply;
+pub mod plan;
+pub mod render;
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// The metadata key of the ownership marker.
+pub const MARKER_KEY: &str = "litellm_sync";
+/// LiteLLM's own "deactivated" flag: keys of a user with `scim_active=false` stop working (litellm-api.md §6).
+pub const SCIM_ACTIVE: &str = "scim_active";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserMarker {
+    pub source: String,
+    pub external_id: String,
+    /// User fields litellm-sync set last time; a field that drops out of the rules is reset.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub fields: BTreeSet<String>,
+    /// Metadata keys litellm-sync set last time; a key that drops out of the rules is removed.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub metadata_keys: BTreeSet<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deactivated_at: Option<DateTime<Utc>>,
+    /// Hashed tokens of the keys litellm-sync blocked when it deactivated the user (unblocked on return).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blocked_keys: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TeamMarker {
+    pub source: String,
+    pub group_id: String,
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub metadata_keys: BTreeSet<String>,
+}
+
+/// Reads a marker; a malformed one (edited by hand, or written by something else) counts as no marker, so the
+/// object is treated as unmanaged and left alone.
+pub fn read_marker<T: for<'de> Deserialize<'de>>(metadata: &Map<String, Value>) -> Option<T> {
+    metadata.get(MARKER_KEY).and_then(|v| serde_json::from_value(v.clone()).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn malformed_markers_mean_unmanaged() {
+        let mut m = Map::new();
+        assert!(read_marker::<UserMarker>(&m).is_none());
+        m.insert(MARKER_KEY.into(), Value::String("yes".into()));
+        assert!(read_marker::<UserMarker>(&m).is_none());
+        m.insert(MARKER_KEY.into(), serde_json::json!({"source": 1, "external_id": "x"}));
+        assert!(read_marker::<UserMarker>(&m).is_none());
+        m.insert(MARKER_KEY.into(), serde_json::json!({"source": "s", "external_id": "x", "deactivated_at": "yesterday"}));
+        assert!(read_marker::<UserMarker>(&m).is_none());
+        m.insert(MARKER_KEY.into(), serde_json::json!({"source": "s", "external_id": "x", "extra": true}));
+        assert_eq!(read_marker::<UserMarker>(&m).map(|m| m.external_id), Some("x".to_string()));
+    }
+}
