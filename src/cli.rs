@@ -22,7 +22,11 @@ pub const EXIT_PENDING: u8 = 2;
 pub const EXIT_HELD: u8 = 3;
 
 #[derive(Parser, Debug)]
-#[command(name = "litellm-sync", version, about = "Keeps LiteLLM users, teams and budgets in step with your identity provider")]
+#[command(
+    name = "litellm-sync",
+    version,
+    about = "Keeps LiteLLM users, teams and budgets in step with your identity provider"
+)]
 pub struct Cli {
     /// Configuration file (TOML).
     #[arg(long, global = true, env = config::CONFIG_ENV)]
@@ -133,7 +137,9 @@ async fn cmd_plan(cfg: &Config, a: &PlanArgs) -> anyhow::Result<u8> {
     let pass = engine::compute(cfg, &c, &a.sources, chrono::Utc::now(), false).await?;
     match a.output {
         Output::Text => print!("{}", render::plan_text(&pass.plan, &pass.sources)),
-        Output::Json => println!("{}", serde_json::to_string_pretty(&render::plan_json(&pass.plan, &pass.sources, None))?),
+        Output::Json => {
+            println!("{}", serde_json::to_string_pretty(&render::plan_json(&pass.plan, &pass.sources, None))?)
+        }
     }
     print_failures(&pass);
     Ok(if !pass.failures.is_empty() {
@@ -201,7 +207,9 @@ async fn cmd_explain(cfg: &Config, a: &ExplainArgs) -> anyhow::Result<u8> {
     let q = a.user.as_str();
     let qe = normalize_email(q);
     let found = pass.snapshots.iter().flat_map(|s| s.users.iter().map(move |u| (s, u))).find(|(_, u)| {
-        u.user_name == q || u.external_id == q || u.email.as_deref().map(normalize_email).as_deref() == Some(qe.as_str())
+        u.user_name == q
+            || u.external_id == q
+            || u.email.as_deref().map(normalize_email).as_deref() == Some(qe.as_str())
     });
     let desired = pass.desired.users.values().find(|d| {
         d.user_id == q || d.user_name == q || d.key.external_id == q || d.email.as_deref() == Some(qe.as_str())
@@ -216,14 +224,25 @@ async fn cmd_explain(cfg: &Config, a: &ExplainArgs) -> anyhow::Result<u8> {
     println!("User {} (source {:?}, id {:?})", ident.user_name, snap.source, ident.external_id);
     println!("  source record: {}", serde_json::to_string(ident)?);
     let Some(d) = desired else {
-        match pass.desired.excluded.iter().find(|e| e.key.external_id == ident.external_id && e.key.source == snap.source) {
+        match pass
+            .desired
+            .excluded
+            .iter()
+            .find(|e| e.key.external_id == ident.external_id && e.key.source == snap.source)
+        {
             Some(e) => println!("  not provisioned: {}", e.reason),
             None => println!("  not provisioned"),
         }
         return Ok(EXIT_OK);
     };
-    println!("  groups (nesting resolved): {}", if d.groups.is_empty() { "(none)".into() } else { d.groups.join(", ") });
-    println!("  rules matched: {}", if d.rules.is_empty() { "(none: defaults apply)".into() } else { d.rules.join(", ") });
+    println!(
+        "  groups (nesting resolved): {}",
+        if d.groups.is_empty() { "(none)".into() } else { d.groups.join(", ") }
+    );
+    println!(
+        "  rules matched: {}",
+        if d.rules.is_empty() { "(none: defaults apply)".into() } else { d.rules.join(", ") }
+    );
     println!("  active: {}", d.active);
     println!("  desired LiteLLM user {:?}:", d.user_id);
     let fields = serde_json::to_value(&d.fields)?;
@@ -263,7 +282,9 @@ async fn cmd_explain(cfg: &Config, a: &ExplainArgs) -> anyhow::Result<u8> {
     } else {
         println!("  LiteLLM now differs; pending operations:");
         let sub = crate::reconcile::plan::Plan { ops: mine.into_iter().cloned().collect(), ..Default::default() };
-        for line in render::plan_text(&sub, &pass.sources).lines().skip(2).filter(|l| !l.starts_with("Plan:") && !l.is_empty()) {
+        for line in
+            render::plan_text(&sub, &pass.sources).lines().skip(2).filter(|l| !l.starts_with("Plan:") && !l.is_empty())
+        {
             println!("  {line}");
         }
     }

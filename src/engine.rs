@@ -32,7 +32,10 @@ pub struct Pass {
 }
 
 /// Reads the selected sources (all when `only` is empty) concurrently.
-pub async fn read_sources(cfg: &Config, only: &[String]) -> Result<(Vec<String>, Vec<Snapshot>, Vec<SourceError>), EngineError> {
+pub async fn read_sources(
+    cfg: &Config,
+    only: &[String],
+) -> Result<(Vec<String>, Vec<Snapshot>, Vec<SourceError>), EngineError> {
     for name in only {
         if cfg.source(name).is_none() {
             return Err(EngineError::UnknownSource(name.clone()));
@@ -72,7 +75,8 @@ pub async fn compute(
     let desired = Mapper::new(cfg).map(&snapshots);
     let actual = read_actual(client).await?;
     let complete_sources: BTreeSet<String> = snapshots.iter().map(|s| s.source.clone()).collect();
-    let source_user_counts: BTreeMap<String, usize> = snapshots.iter().map(|s| (s.source.clone(), s.users.len())).collect();
+    let source_user_counts: BTreeMap<String, usize> =
+        snapshots.iter().map(|s| (s.source.clone(), s.users.len())).collect();
     let cx = PlanContext { safety: &cfg.safety, now, complete_sources, source_user_counts, allow_mass_deprovision };
     let plan = plan(&desired, &actual, &cx);
     Ok(Pass { sources, snapshots, failures, desired, actual, plan })

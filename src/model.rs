@@ -59,8 +59,9 @@ impl TeamRole {
 
 /// The LiteLLM user settings a rule, a default or a per-user override can contribute. Every field is
 /// optional: `None` means "this layer says nothing about it".
+/// Unknown keys are reported by the config and file-source loaders (with `serde_ignored`), not rejected here,
+/// so that one typo does not hide the other problems of the same entry.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Grants {
     pub role: Option<Role>,
     pub max_budget: Option<f64>,

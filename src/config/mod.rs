@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{Grants, TeamRole};
 
-pub use validate::{validate, validate_budget_duration};
 pub(crate) use validate::deserialize_reporting;
+pub use validate::{validate, validate_budget_duration};
 
 /// Environment variable that names the config file when `--config` is not given.
 pub const CONFIG_ENV: &str = "LITELLM_SYNC_CONFIG";

@@ -1,0 +1,179 @@
+use serde_json::json;
+
+use super::*;
+
+fn minimal() -> serde_json::Value {
+    json!({
+        "litellm": {"url": "http://127.0.0.1:4000", "api_key": "sk-x"},
+        "sources": [{"name": "corp", "type": "file", "path": "users.yaml"}],
+    })
+}
+
+fn problems(raw: serde_json::Value) -> Vec<String> {
+    match validate(&raw) {
+        Ok(_) => panic!("expected problems"),
+        Err(p) => p.iter().map(|p| p.to_string()).collect(),
+    }
+}
+
+#[test]
+fn minimal_config_gets_defaults() {
+    let c = validate(&minimal()).unwrap();
+    assert_eq!(c.litellm.timeout, Duration::from_secs(30));
+    assert_eq!(c.litellm.concurrency, 4);
+    assert_eq!(c.sources[0].user_id_template, "{user_name}");
+    assert_eq!(c.safety.deprovision, Deprovision::Deactivate);
+    assert!(!c.safety.adopt_existing);
+    assert_eq!(c.scope.unmatched_users, Unmatched::Provision);
+    assert_eq!(c.precedence.limits, LimitPrecedence::Highest);
+}
+
+#[test]
+fn every_problem_is_reported_with_its_path() {
+    let raw = json!({
+        "litellm": {"url": "ftp://x", "timeout": "soon", "concurrency": 0},
+        "sources": [
+            {"name": "Bad Name", "type": "file", "path": "a.yaml", "user_id_template": "{nope}"},
+            {"name": "x", "type": "carrier-pigeon"},
+        ],
+        "rules": [
+            {"name": "r1", "match": {"groups": ["g"]}, "budget_duration": "2mo", "colour": "blue"},
+            {"name": "r1", "match": {}, "role": "god", "max_budget": -5},
+        ],
+        "safety": {"max_deletions_percent": 150},
+        "bogus": {},
+    });
+    let all = problems(raw).join("\n");
+    for want in [
+        "litellm.url: \"ftp://x\" is not an http(s) URL",
+        "litellm.api_key: required",
+        "litellm.timeout: invalid duration",
+        "litellm.concurrency: 0 is out of range",
+        "sources[0].name: \"Bad Name\"",
+        "sources[0].user_id_template: \"{nope}\": unknown placeholder {nope}",
+        "sources[1].type: unknown source type \"carrier-pigeon\"",
+        "rules[0].budget_duration: invalid budget_duration \"2mo\": LiteLLM only supports 1-month intervals",
+        "rules[0].colour: unknown key",
+        "rules[1].role: unknown variant `god`",
+        "rules[1].match: needs `groups` or `group_glob`",
+        "safety.max_deletions_percent: 150 is out of range",
+        "bogus: unknown section",
+    ] {
+        assert!(all.contains(want), "missing {want:?} in:\n{all}");
+    }
+}
+
+#[test]
+fn one_bad_rule_does_not_hide_the_next() {
+    let mut raw = minimal();
+    raw["rules"] = json!([
+        {"name": "a", "match": {"groups": ["g"]}, "max_budget": "lots"},
+        {"name": "b", "match": {"groups": ["g"]}, "tpm_limit": -1},
+        {"name": "c", "match": {"groups": ["g"]}, "metadata": {"litellm_sync": 1}},
+        {"name": "d", "match": {"groups": ["g"]}, "soft_budget": 5},
+        {"name": "e", "match": {"groups": ["g"], "source": "elsewhere"}},
+        {"name": "f", "match": {"group_glob": "[unclosed"}},
+        {"name": "g", "match": {"groups": ["g"]}, "models": []},
+    ]);
+    let all = problems(raw).join("\n");
+    for want in [
+        "rules[0].max_budget: invalid type",
+        "rules[1].tpm_limit: invalid value",
+        "rules[2].metadata: keys \"litellm_sync\" and \"scim_active\" are reserved",
+        "rules[3].soft_budget: LiteLLM users have no soft budget",
+        "rules[4].match.source: no source named \"elsewhere\"",
+        "rules[5].match.group_glob: invalid glob",
+        "rules[6].models: an empty list cannot be sent",
+    ] {
+        assert!(all.contains(want), "missing {want:?} in:\n{all}");
+    }
+}
+
+#[test]
+fn budget_durations_follow_litellm() {
+    for ok in ["30s", "15m", "24h", "1d", "7d", "2w", "30d", "1mo", "daily", "Monthly", "HOURLY", "weekly"] {
+        assert!(validate_budget_duration(ok).is_ok(), "{ok} should be accepted");
+    }
+    for bad in
+        ["2mo", "0d", "30D", "24H", "30", "1y", "1.5d", " 30d", "30days", "", "d", "-1d", "99999999999999999999999d"]
+    {
+        assert!(validate_budget_duration(bad).is_err(), "{bad:?} should be rejected");
+    }
+}
+
+#[test]
+fn secrets_are_never_printed() {
+    let mut raw = minimal();
+    raw["litellm"]["api_key"] = json!("sk-supersecret-123456");
+    let c = validate(&raw).unwrap();
+    let dbg = format!("{c:?}");
+    assert!(!dbg.contains("supersecret"), "{dbg}");
+    // A secret of the wrong type is reported without its value.
+    raw["litellm"]["api_key"] = json!({"nested": "sk-supersecret-123456"});
+    let all = problems(raw).join("\n");
+    assert!(all.contains("litellm.api_key: must be a non-empty string"));
+    assert!(!all.contains("supersecret"));
+}
+
+#[test]
+fn api_key_file_is_read_and_errors_name_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("key");
+    std::fs::write(&f, "sk-from-file\n").unwrap();
+    let mut raw = minimal();
+    raw["litellm"] = json!({"url": "http://x:4000", "api_key_file": f});
+    let c = validate(&raw).unwrap();
+    use secrecy::ExposeSecret;
+    assert_eq!(c.litellm.api_key.resolve("litellm.api_key").unwrap().expose_secret(), "sk-from-file");
+    raw["litellm"]["api_key_file"] = json!(dir.path().join("missing"));
+    let c = validate(&raw).unwrap();
+    let err = c.litellm.api_key.resolve("litellm.api_key").unwrap_err().to_string();
+    assert!(err.contains("litellm.api_key_file: cannot read secret file"), "{err}");
+    raw["litellm"]["api_key"] = json!("also");
+    assert!(problems(raw).join("\n").contains("set either api_key or api_key_file"));
+}
+
+#[test]
+fn file_and_environment_layers_merge() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(
+        &path,
+        "[litellm]\nurl = \"http://from-file:4000\"\napi_key = \"k\"\n[[sources]]\nname = \"corp\"\ntype = \"file\"\npath = \"u.yaml\"\n",
+    )
+    .unwrap();
+    // The environment is process-global: use a key no other test reads.
+    std::env::set_var("LITELLM_SYNC__SAFETY__MAX_DELETIONS", "42");
+    let c = load(&path).unwrap();
+    std::env::remove_var("LITELLM_SYNC__SAFETY__MAX_DELETIONS");
+    assert_eq!(c.safety.max_deletions, 42);
+    assert_eq!(c.litellm.url.as_str(), "http://from-file:4000/");
+}
+
+#[test]
+fn broken_toml_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, "[litellm\nurl=").unwrap();
+    let err = load(&path).unwrap_err().to_string();
+    assert!(err.contains("c.toml"), "{err}");
+    let err = load(&dir.path().join("absent.toml")).unwrap_err().to_string();
+    assert!(err.contains("absent.toml"), "{err}");
+}
+
+#[test]
+fn example_configs_are_valid() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let raw = load_raw(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            if let Err(p) = validate(&raw) {
+                panic!("{}: {p:?}", path.display());
+            }
+            n += 1;
+        }
+    }
+    assert!(n >= 1, "no example configs found in {}", dir.display());
+}

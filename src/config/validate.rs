@@ -134,9 +134,7 @@ pub fn validate(raw: &Value) -> Result<Config, Vec<Problem>> {
     let mut cx = Ctx { problems: Vec::new() };
     let root = match raw {
         Value::Object(m) => m,
-        _ => {
-            return Err(vec![Problem { path: "(root)".into(), message: "configuration must be a table".into() }])
-        }
+        _ => return Err(vec![Problem { path: "(root)".into(), message: "configuration must be a table".into() }]),
     };
     for key in root.keys() {
         if !SECTIONS.contains(&key.as_str()) {
@@ -207,18 +205,9 @@ pub fn validate(raw: &Value) -> Result<Config, Vec<Problem>> {
     let log = log_section(&mut cx, section("log"));
 
     match (cx.problems.is_empty(), litellm) {
-        (true, Some(litellm)) => Ok(Config {
-            litellm,
-            sources,
-            rules,
-            defaults,
-            precedence,
-            scope,
-            safety,
-            store,
-            server,
-            log,
-        }),
+        (true, Some(litellm)) => {
+            Ok(Config { litellm, sources, rules, defaults, precedence, scope, safety, store, server, log })
+        }
         _ => Err(cx.problems),
     }
 }
@@ -423,9 +412,10 @@ fn rule_entry(cx: &mut Ctx, path: &str, item: &Value, sources: &BTreeSet<String>
     let (common, rest) = split(map, RULE_KEYS);
     let c: Option<RawRuleCommon> = cx.de(path, Value::Object(common));
     let grants: Option<Grants> = cx.de(path, Value::Object(rest));
+    if let Some(g) = &grants {
+        check_grants(cx, path, g);
+    }
     let c = c?;
-    let grants = grants?;
-    check_grants(cx, path, &grants);
     let name = c.name.unwrap_or_else(|| path.to_string());
     let matcher = match c.matcher {
         Some(m) => m,
@@ -487,7 +477,7 @@ fn rule_entry(cx: &mut Ctx, path: &str, item: &Value, sources: &BTreeSet<String>
     Some(Rule {
         name,
         matcher,
-        grants,
+        grants: grants?,
         team: c.team,
         key: c.key,
         send_invite_email: c.send_invite_email.unwrap_or(false),
@@ -607,9 +597,7 @@ struct RawStore {
 
 fn store_section(cx: &mut Ctx, v: Value) -> StoreConfig {
     let raw: Option<RawStore> = cx.de("store", v);
-    StoreConfig {
-        path: raw.and_then(|r| r.path).unwrap_or_else(|| PathBuf::from("/var/lib/litellm-sync/state.db")),
-    }
+    StoreConfig { path: raw.and_then(|r| r.path).unwrap_or_else(|| PathBuf::from("/var/lib/litellm-sync/state.db")) }
 }
 
 #[derive(Deserialize)]

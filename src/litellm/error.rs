@@ -121,10 +121,9 @@ pub fn parse_error_body(body: &[u8]) -> (String, Option<String>) {
             } else if let Some(detail) = map.get("detail") {
                 match (map.get("title"), map.get("type")) {
                     // Shape D: RFC 9457 problem+json.
-                    (Some(title), Some(ty)) => (
-                        format!("{}: {}", value_text(title), value_text(detail)),
-                        ty.as_str().map(str::to_string),
-                    ),
+                    (Some(title), Some(ty)) => {
+                        (format!("{}: {}", value_text(title), value_text(detail)), ty.as_str().map(str::to_string))
+                    }
                     // Shapes B and C.
                     _ => (detail_text(detail), None),
                 }
@@ -268,8 +267,11 @@ mod tests {
     #[test]
     fn garbage_bodies_give_a_message_not_a_panic() {
         assert_eq!(parse_error_body(b"").0, "(empty body)");
-        assert_eq!(parse_error_body(b"<html><body>502 Bad Gateway</body></html>").0, "non-JSON body: <html><body>502 Bad Gateway</body></html>");
-        assert_eq!(parse_error_body(b"\xff\xfe\x00").0.starts_with("non-JSON body"), true);
+        assert_eq!(
+            parse_error_body(b"<html><body>502 Bad Gateway</body></html>").0,
+            "non-JSON body: <html><body>502 Bad Gateway</body></html>"
+        );
+        assert!(parse_error_body(b"\xff\xfe\x00").0.starts_with("non-JSON body"));
         assert_eq!(parse_error_body(b"[1,2]").0, "[1,2]");
         assert_eq!(parse_error_body(br#"{"error": 42}"#).0, "42");
         let long = format!(r#"{{"error":{{"message":"{}"}}}}"#, "x".repeat(5000));

@@ -8,7 +8,7 @@ pub mod error;
 pub mod types;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -79,7 +79,6 @@ pub struct Client {
 struct Inner {
     http: reqwest::Client,
     base: url::Url,
-    api_key: SecretString,
     permits: Semaphore,
     retry: RetryPolicy,
     dry_run: bool,
@@ -128,7 +127,6 @@ impl Client {
             inner: Arc::new(Inner {
                 http,
                 base,
-                api_key,
                 permits: Semaphore::new(cfg.concurrency),
                 retry: RetryPolicy {
                     max_retries: cfg.max_retries,
@@ -161,17 +159,27 @@ impl Client {
     }
 
     /// One HTTP exchange with retries. Returns the body of a 2xx answer.
-    async fn call(&self, method: Method, path: &str, query: &[(&str, String)], body: Option<&Value>) -> Result<Vec<u8>, ApiError> {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> Result<Vec<u8>, ApiError> {
         let inner = &self.inner;
         let endpoint = path.to_string();
-        let url = inner.base.join(path).map_err(|e| ApiError::Decode { endpoint: endpoint.clone(), detail: e.to_string() })?;
+        let url = inner
+            .base
+            .join(path)
+            .map_err(|e| ApiError::Decode { endpoint: endpoint.clone(), detail: e.to_string() })?;
         let mut attempt = 0;
         loop {
             let result = {
-                let _permit = inner.permits.acquire().await.map_err(|_| ApiError::Connect {
-                    endpoint: endpoint.clone(),
-                    message: "client closed".into(),
-                })?;
+                let _permit = inner
+                    .permits
+                    .acquire()
+                    .await
+                    .map_err(|_| ApiError::Connect { endpoint: endpoint.clone(), message: "client closed".into() })?;
                 let started = std::time::Instant::now();
                 let mut req = inner.http.request(method.clone(), url.clone()).query(query);
                 if let Some(b) = body {
@@ -204,7 +212,11 @@ impl Client {
         }
     }
 
-    async fn exchange(&self, req: reqwest::RequestBuilder, endpoint: &str) -> Result<(u16, Option<Duration>, Vec<u8>), ApiError> {
+    async fn exchange(
+        &self,
+        req: reqwest::RequestBuilder,
+        endpoint: &str,
+    ) -> Result<(u16, Option<Duration>, Vec<u8>), ApiError> {
         let map_err = |e: reqwest::Error| {
             if e.is_timeout() {
                 ApiError::Timeout { endpoint: endpoint.to_string(), timeout: self.inner.retry.timeout }
@@ -234,7 +246,8 @@ impl Client {
         if self.inner.dry_run {
             return Err(ApiError::DryRun { endpoint: path.to_string() });
         }
-        let body = serde_json::to_value(body).map_err(|e| ApiError::Decode { endpoint: path.into(), detail: e.to_string() })?;
+        let body = serde_json::to_value(body)
+            .map_err(|e| ApiError::Decode { endpoint: path.into(), detail: e.to_string() })?;
         self.inner.counters.writes.fetch_add(1, Ordering::Relaxed);
         self.call(Method::POST, path, &[], Some(&body)).await
     }
@@ -326,8 +339,12 @@ impl Client {
     }
 
     pub async fn bulk_delete(&self, user_ids: &[String]) -> Result<Option<Vec<BulkRowResult>>, ApiError> {
-        self.bulk("management/v1/users/bulk_delete", &self.inner.bulk_delete, &serde_json::json!({ "user_ids": user_ids }))
-            .await
+        self.bulk(
+            "management/v1/users/bulk_delete",
+            &self.inner.bulk_delete,
+            &serde_json::json!({ "user_ids": user_ids }),
+        )
+        .await
     }
 
     async fn bulk(&self, path: &str, cap: &AtomicU8, body: &Value) -> Result<Option<Vec<BulkRowResult>>, ApiError> {
@@ -461,11 +478,6 @@ impl Client {
             Err(e) if e.class() == ErrorClass::NotFound => Ok(false),
             Err(e) => Err(e),
         }
-    }
-
-    /// True when `key` is the key this client authenticates with (for redaction checks).
-    pub fn uses_key(&self, key: &str) -> bool {
-        self.inner.api_key.expose_secret() == key
     }
 }
 

@@ -107,11 +107,15 @@ impl CompiledRule<'_> {
             return false;
         }
         let dn = g.dn.as_deref().map(normalize_dn);
-        let exact = self.exact.iter().any(|m| {
-            *m == g.external_id || *m == g.name || dn.as_deref().is_some_and(|d| *d == normalize_dn(m))
-        });
+        let exact = self
+            .exact
+            .iter()
+            .any(|m| *m == g.external_id || *m == g.name || dn.as_deref().is_some_and(|d| *d == normalize_dn(m)));
         exact
-            || self.globs.as_ref().is_some_and(|gl| gl.is_match(&g.name) || g.dn.as_deref().is_some_and(|d| gl.is_match(d)))
+            || self
+                .globs
+                .as_ref()
+                .is_some_and(|gl| gl.is_match(&g.name) || g.dn.as_deref().is_some_and(|d| gl.is_match(d)))
     }
 }
 
@@ -134,9 +138,12 @@ impl<'a> Mapper<'a> {
             .map(|rule| CompiledRule {
                 rule,
                 // Validation already rejected bad globs; a glob that fails here simply matches nothing.
-                globs: rule.matcher.group_glob.as_deref().and_then(|g| {
-                    GlobBuilder::new(g).case_insensitive(true).literal_separator(false).build().ok()
-                }).map(|g| g.compile_matcher()),
+                globs: rule
+                    .matcher
+                    .group_glob
+                    .as_deref()
+                    .and_then(|g| GlobBuilder::new(g).case_insensitive(true).literal_separator(false).build().ok())
+                    .map(|g| g.compile_matcher()),
                 exact: rule.matcher.groups.clone(),
             })
             .collect();
@@ -154,7 +161,8 @@ impl<'a> Mapper<'a> {
             };
             let memberships = flatten_memberships(snap);
             out.warnings.extend(memberships.warnings.iter().cloned());
-            let groups_by_id: BTreeMap<&str, &Group> = snap.groups.iter().map(|g| (g.external_id.as_str(), g)).collect();
+            let groups_by_id: BTreeMap<&str, &Group> =
+                snap.groups.iter().map(|g| (g.external_id.as_str(), g)).collect();
             // Which rules each group matches, computed once per group.
             let matched_rules: BTreeMap<&str, Vec<usize>> = snap
                 .groups
@@ -175,7 +183,9 @@ impl<'a> Mapper<'a> {
                 // (rule index, group) pairs in rule order, then group order.
                 let mut hits: Vec<(usize, &Group)> = user_groups
                     .iter()
-                    .flat_map(|g| matched_rules.get(g.external_id.as_str()).into_iter().flatten().map(move |&i| (i, *g)))
+                    .flat_map(|g| {
+                        matched_rules.get(g.external_id.as_str()).into_iter().flatten().map(move |&i| (i, *g))
+                    })
                     .collect();
                 hits.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.name.cmp(&b.1.name)));
 
@@ -350,11 +360,14 @@ impl<'a> Mapper<'a> {
 
         // budget_duration travels with the winning max_budget when that rule sets one.
         let dur = budget_rule
-            .and_then(|bi| hits.iter().find(|(i, _)| *i == bi).and_then(|(i, grp)| {
-                self.rules[*i].rule.grants.budget_duration.clone().map(|d| (d, *i, *grp))
-            }))
+            .and_then(|bi| {
+                hits.iter()
+                    .find(|(i, _)| *i == bi)
+                    .and_then(|(i, grp)| self.rules[*i].rule.grants.budget_duration.clone().map(|d| (d, *i, *grp)))
+            })
             .or_else(|| {
-                hits.iter().find_map(|(i, grp)| self.rules[*i].rule.grants.budget_duration.clone().map(|d| (d, *i, *grp)))
+                hits.iter()
+                    .find_map(|(i, grp)| self.rules[*i].rule.grants.budget_duration.clone().map(|d| (d, *i, *grp)))
             });
         if let Some((d, i, grp)) = dur {
             g.budget_duration = Some(d);
@@ -488,7 +501,10 @@ pub fn normalize_email(e: &str) -> String {
 pub fn render_user_id(src: &SourceConfig, ident: &Identity) -> Result<String, String> {
     let email = ident.email.as_deref().map(normalize_email).filter(|e| !e.is_empty());
     if src.user_id_template.contains("{email}") && email.is_none() {
-        return Err(format!("user_id_template {:?} needs an e-mail address and the user has none", src.user_id_template));
+        return Err(format!(
+            "user_id_template {:?} needs an e-mail address and the user has none",
+            src.user_id_template
+        ));
     }
     let id = src
         .user_id_template

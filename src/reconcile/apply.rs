@@ -19,10 +19,15 @@ use crate::mapper::ExternalKey;
 pub enum Outcome {
     Applied,
     /// Nothing to do after all (the object was already in the wanted state, or already gone).
-    AlreadyDone { detail: String },
+    AlreadyDone {
+        detail: String,
+    },
     /// Dry run: everything ran but the write.
     Skipped,
-    Failed { class: String, error: String },
+    Failed {
+        class: String,
+        error: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -169,9 +174,7 @@ async fn run_one(client: &Client, op: &Op, opts: &ApplyOptions) -> Result<Outcom
         Op::UpdateMember { team_id, user_id, role } => {
             client.update_member(team_id, user_id, role).await.map(|_| Outcome::Applied)
         }
-        Op::RemoveMember { team_id, user_id } => {
-            client.remove_member(team_id, user_id).await.map(|_| Outcome::Applied)
-        }
+        Op::RemoveMember { team_id, user_id } => client.remove_member(team_id, user_id).await.map(|_| Outcome::Applied),
     }
 }
 
@@ -199,7 +202,8 @@ async fn create_one(client: &Client, op: &Op, opts: &ApplyOptions) -> Result<Out
     match client.create_user(&req).await {
         Ok(()) => {
             if let Some(m) = mmb {
-                let upd = UpdateUserRequest { user_id: req.user_id.clone(), model_max_budget: Some(m), ..Default::default() };
+                let upd =
+                    UpdateUserRequest { user_id: req.user_id.clone(), model_max_budget: Some(m), ..Default::default() };
                 client.update_user(&upd).await?;
             }
             Ok(Outcome::Applied)
@@ -223,7 +227,8 @@ async fn resolve_conflict(client: &Client, op: &Op, opts: &ApplyOptions, why: &s
     };
     let marker = read_marker::<UserMarker>(&row.metadata);
     let ours = marker.as_ref().is_some_and(|m| m.source == key.source && m.external_id == key.external_id);
-    if !ours && !(marker.is_none() && opts.adopt_existing) {
+    let adoptable = marker.is_none() && opts.adopt_existing;
+    if !(ours || adoptable) {
         return Ok(Outcome::Failed {
             class: "conflict".into(),
             error: format!(
@@ -243,12 +248,17 @@ async fn resolve_conflict(client: &Client, op: &Op, opts: &ApplyOptions, why: &s
     client.update_user(&upd).await.map(|_| Outcome::Applied)
 }
 
-async fn create_users(client: &Client, ops: &[&Op], opts: &ApplyOptions, locks: &Locks, progress: Progress<'_>) -> Vec<OpResult> {
+async fn create_users(
+    client: &Client,
+    ops: &[&Op],
+    opts: &ApplyOptions,
+    locks: &Locks,
+    progress: Progress<'_>,
+) -> Vec<OpResult> {
     let mut results = Vec::with_capacity(ops.len());
     // Users that need an invitation e-mail cannot go through the bulk endpoint.
-    let (bulkable, single): (Vec<&Op>, Vec<&Op>) = ops
-        .iter()
-        .partition(|op| matches!(op, Op::CreateUser { request, .. } if !request.send_invite_email));
+    let (bulkable, single): (Vec<&Op>, Vec<&Op>) =
+        ops.iter().partition(|op| matches!(op, Op::CreateUser { request, .. } if !request.send_invite_email));
     let mut fallback: Vec<&Op> = single;
     let mut conflicts: Vec<(&Op, String)> = Vec::new();
     if bulkable.len() > 1 {
@@ -263,10 +273,8 @@ async fn create_users(client: &Client, ops: &[&Op], opts: &ApplyOptions, locks: 
             match client.bulk_create(&rows).await {
                 Ok(None) => fallback.extend(chunk),
                 Ok(Some(rows)) => {
-                    let by_id: HashMap<String, (bool, Option<String>)> = rows
-                        .into_iter()
-                        .filter_map(|r| r.user_id.map(|id| (id, (r.success, r.error))))
-                        .collect();
+                    let by_id: HashMap<String, (bool, Option<String>)> =
+                        rows.into_iter().filter_map(|r| r.user_id.map(|id| (id, (r.success, r.error)))).collect();
                     for op in chunk {
                         let Op::CreateUser { user_id, .. } = op else { continue };
                         match by_id.get(user_id) {
@@ -276,9 +284,14 @@ async fn create_users(client: &Client, ops: &[&Op], opts: &ApplyOptions, locks: 
                                 progress(&r);
                                 results.push(r);
                             }
-                            Some((false, Some(err))) if err.contains("already exists") => conflicts.push((op, err.clone())),
+                            Some((false, Some(err))) if err.contains("already exists") => {
+                                conflicts.push((op, err.clone()))
+                            }
                             Some((false, err)) => {
-                                let error = format!("LiteLLM refused to create {user_id}: {}", err.as_deref().unwrap_or("no reason given"));
+                                let error = format!(
+                                    "LiteLLM refused to create {user_id}: {}",
+                                    err.as_deref().unwrap_or("no reason given")
+                                );
                                 tracing::error!(op = op.kind(), target = %op.target(), error = %error, "Operation failed");
                                 let r = OpResult {
                                     op: op.kind(),
@@ -311,25 +324,33 @@ async fn create_users(client: &Client, ops: &[&Op], opts: &ApplyOptions, locks: 
     } else {
         fallback.extend(bulkable);
     }
-    let singles = stream::iter(fallback.into_iter().map(|op| (op, None)).chain(conflicts.into_iter().map(|(op, e)| (op, Some(e)))))
-        .map(|(op, conflict)| async move {
-            let _g = locks.acquire(&op.resources()).await;
-            let res = match conflict {
-                Some(why) => resolve_conflict(client, op, opts, &why).await,
-                None => create_one(client, op, opts).await,
-            };
-            let r = finish(op, res);
-            progress(&r);
-            r
-        })
-        .buffer_unordered(opts.concurrency.max(1))
-        .collect::<Vec<_>>()
-        .await;
+    let singles = stream::iter(
+        fallback.into_iter().map(|op| (op, None)).chain(conflicts.into_iter().map(|(op, e)| (op, Some(e)))),
+    )
+    .map(|(op, conflict)| async move {
+        let _g = locks.acquire(&op.resources()).await;
+        let res = match conflict {
+            Some(why) => resolve_conflict(client, op, opts, &why).await,
+            None => create_one(client, op, opts).await,
+        };
+        let r = finish(op, res);
+        progress(&r);
+        r
+    })
+    .buffer_unordered(opts.concurrency.max(1))
+    .collect::<Vec<_>>()
+    .await;
     results.extend(singles);
     results
 }
 
-async fn delete_users(client: &Client, ops: &[&Op], opts: &ApplyOptions, locks: &Locks, progress: Progress<'_>) -> Vec<OpResult> {
+async fn delete_users(
+    client: &Client,
+    ops: &[&Op],
+    opts: &ApplyOptions,
+    locks: &Locks,
+    progress: Progress<'_>,
+) -> Vec<OpResult> {
     // Re-read every user first; only those still ours are deleted.
     let checked: Vec<(&Op, Result<Option<Outcome>, ApiError>)> = stream::iter(ops.iter().copied())
         .map(|op| async move {
@@ -362,7 +383,9 @@ async fn delete_users(client: &Client, ops: &[&Op], opts: &ApplyOptions, locks: 
                     for op in chunk {
                         let outcome = match by_id.get(&target_id(op)) {
                             Some((true, _)) => Outcome::Applied,
-                            Some((false, Some(e))) if e.contains("not found") => Outcome::AlreadyDone { detail: "already deleted".into() },
+                            Some((false, Some(e))) if e.contains("not found") => {
+                                Outcome::AlreadyDone { detail: "already deleted".into() }
+                            }
                             Some((false, e)) => Outcome::Failed {
                                 class: "invalid".into(),
                                 error: e.clone().unwrap_or_else(|| "LiteLLM gave no reason".into()),

@@ -62,7 +62,10 @@ mod tests {
         assert!(read_marker::<UserMarker>(&m).is_none());
         m.insert(MARKER_KEY.into(), serde_json::json!({"source": 1, "external_id": "x"}));
         assert!(read_marker::<UserMarker>(&m).is_none());
-        m.insert(MARKER_KEY.into(), serde_json::json!({"source": "s", "external_id": "x", "deactivated_at": "yesterday"}));
+        m.insert(
+            MARKER_KEY.into(),
+            serde_json::json!({"source": "s", "external_id": "x", "deactivated_at": "yesterday"}),
+        );
         assert!(read_marker::<UserMarker>(&m).is_none());
         m.insert(MARKER_KEY.into(), serde_json::json!({"source": "s", "external_id": "x", "extra": true}));
         assert_eq!(read_marker::<UserMarker>(&m).map(|m| m.external_id), Some("x".to_string()));

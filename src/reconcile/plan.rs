@@ -46,8 +46,15 @@ pub struct Change {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Op {
-    CreateTeam { team_id: String, request: TeamRequest },
-    UpdateTeam { team_id: String, request: TeamRequest, changes: Vec<Change> },
+    CreateTeam {
+        team_id: String,
+        request: TeamRequest,
+    },
+    UpdateTeam {
+        team_id: String,
+        request: TeamRequest,
+        changes: Vec<Change>,
+    },
     CreateUser {
         user_id: String,
         key: ExternalKey,
@@ -64,11 +71,30 @@ pub enum Op {
         changes: Vec<Change>,
         unblock_keys: Vec<String>,
     },
-    DeactivateUser { user_id: String, key: ExternalKey, reason: String, metadata: Map<String, Value> },
-    DeleteUser { user_id: String, key: ExternalKey, reason: String },
-    AddMembers { team_id: String, members: Vec<MemberSpec> },
-    UpdateMember { team_id: String, user_id: String, role: String },
-    RemoveMember { team_id: String, user_id: String },
+    DeactivateUser {
+        user_id: String,
+        key: ExternalKey,
+        reason: String,
+        metadata: Map<String, Value>,
+    },
+    DeleteUser {
+        user_id: String,
+        key: ExternalKey,
+        reason: String,
+    },
+    AddMembers {
+        team_id: String,
+        members: Vec<MemberSpec>,
+    },
+    UpdateMember {
+        team_id: String,
+        user_id: String,
+        role: String,
+    },
+    RemoveMember {
+        team_id: String,
+        user_id: String,
+    },
 }
 
 impl Op {
@@ -270,12 +296,8 @@ pub fn plan(desired: &DesiredState, actual: &Actual, cx: &PlanContext<'_>) -> Pl
     }
 
     // Teams and rosters.
-    let active_keys: BTreeSet<&str> = desired
-        .users
-        .values()
-        .filter(|d| d.active)
-        .filter_map(|d| resolved.get(&d.key).map(String::as_str))
-        .collect();
+    let active_keys: BTreeSet<&str> =
+        desired.users.values().filter(|d| d.active).filter_map(|d| resolved.get(&d.key).map(String::as_str)).collect();
     let managed_ids: BTreeSet<&str> = managed
         .iter()
         .filter(|(k, _)| cx.complete_sources.contains(&k.source))
@@ -283,11 +305,8 @@ pub fn plan(desired: &DesiredState, actual: &Actual, cx: &PlanContext<'_>) -> Pl
         .collect();
     let teams_by_id: BTreeMap<&str, &TeamRow> = actual.teams.iter().map(|t| (t.team_id.as_str(), t)).collect();
     for dt in desired.teams.values() {
-        let members: BTreeMap<String, TeamRole> = dt
-            .members
-            .iter()
-            .filter_map(|(k, role)| resolved.get(k).map(|id| (id.clone(), *role)))
-            .collect();
+        let members: BTreeMap<String, TeamRole> =
+            dt.members.iter().filter_map(|(k, role)| resolved.get(k).map(|id| (id.clone(), *role))).collect();
         let roster_of = match teams_by_id.get(dt.team_id.as_str()) {
             Some(row) => {
                 let marker = read_marker::<TeamMarker>(&row.metadata);
@@ -332,7 +351,11 @@ pub fn plan(desired: &DesiredState, actual: &Actual, cx: &PlanContext<'_>) -> Pl
         for (id, role) in &members {
             if let Some(cur) = current.get(id.as_str()) {
                 if cur != role {
-                    ops.push(Op::UpdateMember { team_id: dt.team_id.clone(), user_id: id.clone(), role: role.as_str().into() });
+                    ops.push(Op::UpdateMember {
+                        team_id: dt.team_id.clone(),
+                        user_id: id.clone(),
+                        role: role.as_str().into(),
+                    });
                 }
             }
         }
@@ -371,7 +394,8 @@ pub fn plan(desired: &DesiredState, actual: &Actual, cx: &PlanContext<'_>) -> Pl
             None
         };
         if let Some(r) = reason {
-            p.hold_reason = Some(format!("{r}; nothing destructive was applied. Re-run with --allow-deletions to approve."));
+            p.hold_reason =
+                Some(format!("{r}; nothing destructive was applied. Re-run with --allow-deletions to approve."));
             p.held = deprov;
             deprov = Vec::new();
         }
@@ -498,7 +522,9 @@ fn models_eq(actual: &[String], desired: &[String]) -> bool {
 
 fn mmb_eq(actual: &Map<String, Value>, desired: &BTreeMap<String, f64>) -> bool {
     actual.len() == desired.len()
-        && desired.iter().all(|(k, v)| actual.get(k).and_then(Value::as_f64).is_some_and(|a| money_eq(Some(a), Some(*v))))
+        && desired
+            .iter()
+            .all(|(k, v)| actual.get(k).and_then(Value::as_f64).is_some_and(|a| money_eq(Some(a), Some(*v))))
 }
 
 /// The update that brings `actual` to `desired`: changed owned fields, fields owned last time but no longer

@@ -126,7 +126,8 @@ pub fn plan_text(plan: &Plan, sources: &[String]) -> String {
     if !plan.is_empty() {
         let c = counts(&plan.ops);
         let get = |k: &str| c.get(k).copied().unwrap_or(0);
-        let team_changes = get("create_team") + get("update_team") + get("add_members") + get("update_member") + get("remove_member");
+        let team_changes =
+            get("create_team") + get("update_team") + get("add_members") + get("update_member") + get("remove_member");
         let _ = writeln!(
             out,
             "\nPlan: {} to create, {} to update, {} to deactivate, {} to delete, {} team change(s); {} held.",
@@ -155,7 +156,8 @@ pub fn report_text(report: &ApplyReport) -> String {
             }
         }
     }
-    let _ = writeln!(out, "Applied: {applied} applied, {done} already done, {skipped} skipped (dry run), {failed} failed.");
+    let _ =
+        writeln!(out, "Applied: {applied} applied, {done} already done, {skipped} skipped (dry run), {failed} failed.");
     out
 }
 

@@ -92,7 +92,8 @@ pub fn parse(source: &str, path: &Path, bytes: &[u8]) -> Result<Snapshot, Source
         format,
         message,
     };
-    let text = std::str::from_utf8(bytes).map_err(|e| parse_err(if is_toml { "TOML" } else { "YAML" }, format!("not UTF-8: {e}")))?;
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| parse_err(if is_toml { "TOML" } else { "YAML" }, format!("not UTF-8: {e}")))?;
     let tree: Value = if is_toml {
         toml::from_str(text).map_err(|e| parse_err("TOML", e.to_string()))?
     } else {
@@ -125,7 +126,10 @@ pub fn parse(source: &str, path: &Path, bytes: &[u8]) -> Result<Snapshot, Source
             problems.push(Problem { path: format!("{at}.user_name"), message: "must not be empty".into() });
         }
         if u.email.as_deref().is_some_and(|e| !e.contains('@')) {
-            problems.push(Problem { path: format!("{at}.email"), message: format!("{:?} is not an e-mail address", u.email.as_deref().unwrap_or("")) });
+            problems.push(Problem {
+                path: format!("{at}.email"),
+                message: format!("{:?} is not an e-mail address", u.email.as_deref().unwrap_or("")),
+            });
         }
         for g in &u.groups {
             if !group_ids.contains(g.as_str()) {
@@ -235,8 +239,14 @@ groups:
   - {id: g}
 "#));
         let all = errs.join("\n");
-        for want in ["users[1].id: duplicate user id", "users[1].user_name: must not be empty", "users[0].groups: no group with id \"nope\"",
-            "groups[0].members: no user with id \"9\"", "groups[0].groups: no group with id \"missing\"", "groups[1].id: duplicate group id"] {
+        for want in [
+            "users[1].id: duplicate user id",
+            "users[1].user_name: must not be empty",
+            "users[0].groups: no group with id \"nope\"",
+            "groups[0].members: no user with id \"9\"",
+            "groups[0].groups: no group with id \"missing\"",
+            "groups[1].id: duplicate group id",
+        ] {
             assert!(all.contains(want), "missing {want:?} in:\n{all}");
         }
     }
