@@ -63,15 +63,23 @@ impl TeamRole {
 /// so that one typo does not hide the other problems of the same entry.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Grants {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<Role>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_budget: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub budget_duration: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub models: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tpm_limit: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub rpm_limit: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_parallel_requests: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub model_max_budget: Option<BTreeMap<String, f64>>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, serde_json::Value>,
 }
 
