@@ -101,7 +101,7 @@ pub fn load_config(cli: &Cli) -> Result<Config, ConfigError> {
         }
     }
     let cfg = config::validate(&raw).map_err(ConfigError::Invalid)?;
-    cfg.litellm.api_key.resolve("litellm.api_key")?;
+    cfg.check_secret_files()?;
     Ok(cfg)
 }
 
@@ -126,10 +126,15 @@ pub async fn run(cli: Cli, cfg: Config) -> ExitCode {
     }
 }
 
-fn print_failures(pass: &Pass) {
+/// Prints failed and refused source reads; true when there were any (the run then exits 1).
+fn print_failures(pass: &Pass) -> bool {
     for f in &pass.failures {
         eprintln!("error: {f}");
     }
+    for s in &pass.plan.refused_sources {
+        eprintln!("error: source {s:?} returned no users although litellm-sync manages users from it; treated as a failed read, nobody was deprovisioned");
+    }
+    !pass.failures.is_empty() || !pass.plan.refused_sources.is_empty()
 }
 
 async fn cmd_plan(cfg: &Config, a: &PlanArgs) -> anyhow::Result<u8> {
@@ -141,8 +146,8 @@ async fn cmd_plan(cfg: &Config, a: &PlanArgs) -> anyhow::Result<u8> {
             println!("{}", serde_json::to_string_pretty(&render::plan_json(&pass.plan, &pass.sources, None))?)
         }
     }
-    print_failures(&pass);
-    Ok(if !pass.failures.is_empty() {
+    let failed = print_failures(&pass);
+    Ok(if failed {
         EXIT_ERROR
     } else if pass.plan.is_empty() {
         EXIT_OK
@@ -183,7 +188,7 @@ async fn cmd_sync(cfg: &Config, a: &SyncArgs) -> anyhow::Result<u8> {
             println!("{}", serde_json::to_string_pretty(&render::plan_json(&pass.plan, &pass.sources, Some(&report)))?)
         }
     }
-    print_failures(&pass);
+    let failed = print_failures(&pass);
     let counters = c.counters();
     tracing::info!(
         reads = counters.reads.load(std::sync::atomic::Ordering::Relaxed),
@@ -191,7 +196,7 @@ async fn cmd_sync(cfg: &Config, a: &SyncArgs) -> anyhow::Result<u8> {
         retries = counters.retries.load(std::sync::atomic::Ordering::Relaxed),
         "Sync finished"
     );
-    Ok(if report.failed() > 0 || !pass.failures.is_empty() {
+    Ok(if report.failed() > 0 || failed {
         EXIT_ERROR
     } else if !pass.plan.held.is_empty() {
         EXIT_HELD
@@ -203,7 +208,7 @@ async fn cmd_sync(cfg: &Config, a: &SyncArgs) -> anyhow::Result<u8> {
 async fn cmd_explain(cfg: &Config, a: &ExplainArgs) -> anyhow::Result<u8> {
     let c = client(cfg, true)?;
     let pass = engine::compute(cfg, &c, &a.sources, chrono::Utc::now(), false).await?;
-    print_failures(&pass);
+    let _ = print_failures(&pass);
     let q = a.user.as_str();
     let qe = normalize_email(q);
     let found = pass.snapshots.iter().flat_map(|s| s.users.iter().map(move |u| (s, u))).find(|(_, u)| {

@@ -5,6 +5,8 @@ use litellm_sync::cli::{self, Cli};
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // One TLS crypto provider for the whole process (reqwest and ldap3 both use rustls with ring).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let cfg = match cli::load_config(&cli) {
         Ok(c) => c,

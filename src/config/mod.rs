@@ -137,14 +137,68 @@ pub struct SourceConfig {
 #[derive(Debug, Clone)]
 pub enum SourceKind {
     File(FileSourceConfig),
+    Ldap(Box<LdapSourceConfig>),
 }
 
 impl SourceKind {
     pub fn type_name(&self) -> &'static str {
         match self {
             SourceKind::File(_) => "file",
+            SourceKind::Ldap(_) => "ldap",
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LdapFlavor {
+    /// entryUUID, uid, groupOfNames/member, a configurable disabled filter.
+    #[default]
+    Openldap,
+    /// objectGUID, sAMAccountName, memberOf, userAccountControl.
+    ActiveDirectory,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LdapScope {
+    Base,
+    One,
+    Sub,
+}
+
+/// `type = "ldap"`.
+#[derive(Debug, Clone)]
+pub struct LdapSourceConfig {
+    pub flavor: LdapFlavor,
+    /// Tried in order until one connects (failover).
+    pub urls: Vec<url::Url>,
+    pub starttls: bool,
+    /// PEM file of the CA(s) that sign the server certificate; default: the system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// Do not verify the server certificate. For tests only.
+    pub insecure_skip_verify: bool,
+    pub bind_dn: String,
+    pub bind_password: Secret,
+    pub connect_timeout: Duration,
+    /// Limit for each LDAP operation (bind, each page of a search).
+    pub operation_timeout: Duration,
+    /// Limit for a whole snapshot read.
+    pub read_timeout: Duration,
+    pub page_size: u32,
+    pub user_base: String,
+    pub user_filter: String,
+    pub user_scope: LdapScope,
+    pub group_base: String,
+    pub group_filter: String,
+    pub group_scope: LdapScope,
+    /// OpenLDAP: users matching `(&user_filter disabled_filter)` are disabled (AD uses userAccountControl).
+    pub disabled_filter: Option<String>,
+    /// AD: resolve nested groups on the server with LDAP_MATCHING_RULE_IN_CHAIN (one search per group).
+    pub in_chain: bool,
+    /// Search continuation references (referrals) fail the read unless this is true.
+    pub ignore_referrals: bool,
+    pub attributes: crate::sources::ldap::convert::AttrMap,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -313,8 +367,14 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 
 impl Config {
     /// Fails early when a `*_file` secret cannot be read, so that start-up names the key.
-    fn check_secret_files(&self) -> Result<(), ConfigError> {
-        self.litellm.api_key.resolve("litellm.api_key").map(|_| ())
+    pub fn check_secret_files(&self) -> Result<(), ConfigError> {
+        self.litellm.api_key.resolve("litellm.api_key")?;
+        for (i, s) in self.sources.iter().enumerate() {
+            if let SourceKind::Ldap(l) = &s.kind {
+                l.bind_password.resolve(&format!("sources[{i}].bind_password"))?;
+            }
+        }
+        Ok(())
     }
 
     pub fn source(&self, name: &str) -> Option<&SourceConfig> {

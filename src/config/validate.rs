@@ -3,7 +3,7 @@
 //! Every section and every array element is deserialized on its own so that one bad rule does not hide the
 //! problems of the next; unknown keys are collected (not fatal to the rest) with `serde_ignored`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -336,12 +336,13 @@ fn source_entry(cx: &mut Ctx, path: &str, item: &Value) -> Option<SourceConfig> 
             let f: FileSourceConfig = cx.de(path, Value::Object(rest))?;
             Some(SourceKind::File(f))
         }
+        Some("ldap") => ldap_source(cx, path, rest).map(|l| SourceKind::Ldap(Box::new(l))),
         Some(other) => {
-            cx.problem(format!("{path}.type"), format!("unknown source type {other:?}; expected \"file\""));
+            cx.problem(format!("{path}.type"), format!("unknown source type {other:?}; expected \"file\" or \"ldap\""));
             None
         }
         None => {
-            cx.problem(format!("{path}.type"), "required (\"file\")");
+            cx.problem(format!("{path}.type"), "required (\"file\" or \"ldap\")");
             None
         }
     };
@@ -390,6 +391,191 @@ fn check_cron(s: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+#[derive(Deserialize)]
+struct RawLdap {
+    #[serde(default)]
+    flavor: LdapFlavor,
+    #[serde(default)]
+    urls: Vec<String>,
+    #[serde(default)]
+    starttls: bool,
+    ca_file: Option<PathBuf>,
+    #[serde(default)]
+    insecure_skip_verify: bool,
+    bind_dn: Option<String>,
+    bind_password: Option<Value>,
+    bind_password_file: Option<PathBuf>,
+    connect_timeout: Option<String>,
+    operation_timeout: Option<String>,
+    read_timeout: Option<String>,
+    page_size: Option<u32>,
+    user_base: Option<String>,
+    user_filter: Option<String>,
+    user_scope: Option<LdapScope>,
+    group_base: Option<String>,
+    group_filter: Option<String>,
+    group_scope: Option<LdapScope>,
+    disabled_filter: Option<String>,
+    #[serde(default)]
+    in_chain: bool,
+    #[serde(default)]
+    ignore_referrals: bool,
+    #[serde(default)]
+    attributes: RawAttrs,
+}
+
+#[derive(Deserialize, Default)]
+struct RawAttrs {
+    id: Option<String>,
+    user_name: Option<String>,
+    email: Option<String>,
+    display_name: Option<String>,
+    group_name: Option<String>,
+    member: Option<String>,
+    member_of: Option<String>,
+    #[serde(default)]
+    overrides: BTreeMap<String, String>,
+}
+
+/// Checks an LDAP filter with ldap3's own parser (the one that will encode it).
+fn check_filter(f: &str) -> Result<(), String> {
+    ldap3::parse_filter(f.trim())
+        .map(drop)
+        .map_err(|()| format!("{f:?} is not a valid LDAP filter (RFC 4515), e.g. (&(objectClass=person)(uid=*))"))
+}
+
+fn ldap_source(cx: &mut Ctx, path: &str, rest: Map<String, Value>) -> Option<LdapSourceConfig> {
+    let raw: RawLdap = cx.de(path, Value::Object(rest))?;
+    let ad = raw.flavor == LdapFlavor::ActiveDirectory;
+    let mut urls = Vec::new();
+    if raw.urls.is_empty() {
+        cx.problem(format!("{path}.urls"), "at least one server URL is required (ldap://host:389 or ldaps://host:636)");
+    }
+    for (i, u) in raw.urls.iter().enumerate() {
+        match url::Url::parse(u) {
+            Ok(parsed) if matches!(parsed.scheme(), "ldap" | "ldaps") && parsed.host().is_some() => {
+                if raw.starttls && parsed.scheme() == "ldaps" {
+                    cx.problem(
+                        format!("{path}.urls[{i}]"),
+                        "starttls = true needs ldap:// URLs (ldaps:// is TLS already)",
+                    );
+                }
+                urls.push(parsed);
+            }
+            Ok(_) => cx.problem(format!("{path}.urls[{i}]"), format!("{u:?} is not an ldap:// or ldaps:// URL")),
+            Err(e) => cx.problem(format!("{path}.urls[{i}]"), format!("{u:?} is not a valid URL: {e}")),
+        }
+    }
+    let bind_password = match (raw.bind_password, raw.bind_password_file) {
+        (Some(_), Some(_)) => {
+            cx.problem(format!("{path}.bind_password"), "set either bind_password or bind_password_file, not both");
+            None
+        }
+        (Some(Value::String(s)), None) if !s.is_empty() => Some(Secret::Value(SecretString::from(s))),
+        (Some(_), None) => {
+            cx.problem(format!("{path}.bind_password"), "must be a non-empty string");
+            None
+        }
+        (None, Some(p)) => Some(Secret::File(p)),
+        (None, None) => {
+            cx.problem(
+                format!("{path}.bind_password"),
+                "required: bind_password_file, or bind_password (e.g. from LITELLM_SYNC__SOURCES__0__BIND_PASSWORD)",
+            );
+            None
+        }
+    };
+    let bind_dn = raw.bind_dn.unwrap_or_default();
+    if bind_dn.trim().is_empty() {
+        cx.problem(format!("{path}.bind_dn"), "required: the service account to bind as (not the directory admin)");
+    }
+    let page_size = raw.page_size.unwrap_or(500);
+    if !(1..=100_000).contains(&page_size) {
+        cx.problem(format!("{path}.page_size"), format!("{page_size} is out of range 1..=100000"));
+    }
+    let mut need = |key: &str, v: Option<String>| -> String {
+        match v.filter(|s| !s.trim().is_empty()) {
+            Some(s) => s,
+            None => {
+                cx.problem(format!("{path}.{key}"), "required");
+                String::new()
+            }
+        }
+    };
+    let user_base = need("user_base", raw.user_base);
+    let group_base = need("group_base", raw.group_base);
+    let user_filter = raw.user_filter.unwrap_or_else(|| {
+        if ad { "(&(objectCategory=person)(objectClass=user))" } else { "(objectClass=inetOrgPerson)" }.to_string()
+    });
+    let group_filter = raw.group_filter.unwrap_or_else(|| {
+        if ad { "(objectClass=group)" } else { "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames))" }
+            .to_string()
+    });
+    for (key, f) in [
+        ("user_filter", Some(&user_filter)),
+        ("group_filter", Some(&group_filter)),
+        ("disabled_filter", raw.disabled_filter.as_ref()),
+    ] {
+        if let Some(f) = f {
+            if let Err(e) = check_filter(f) {
+                cx.problem(format!("{path}.{key}"), e);
+            }
+        }
+    }
+    let a = raw.attributes;
+    for field in a.overrides.keys() {
+        if !crate::sources::ldap::convert::OVERRIDE_FIELDS.contains(&field.as_str()) {
+            cx.problem(
+                format!("{path}.attributes.overrides.{field}"),
+                format!(
+                    "not an override field; use one of {}",
+                    crate::sources::ldap::convert::OVERRIDE_FIELDS.join(", ")
+                ),
+            );
+        }
+    }
+    let attributes = crate::sources::ldap::convert::AttrMap {
+        id: a.id.unwrap_or_else(|| if ad { "objectGUID" } else { "entryUUID" }.into()),
+        user_name: a.user_name.unwrap_or_else(|| if ad { "sAMAccountName" } else { "uid" }.into()),
+        email: a.email.unwrap_or_else(|| "mail".into()),
+        display_name: a.display_name.unwrap_or_else(|| if ad { "displayName" } else { "cn" }.into()),
+        group_name: a.group_name.unwrap_or_else(|| "cn".into()),
+        member: a.member.unwrap_or_else(|| "member".into()),
+        member_of: a.member_of.or_else(|| ad.then(|| "memberOf".to_string())).filter(|m| !m.is_empty()),
+        user_account_control: ad,
+        overrides: a.overrides,
+    };
+    let connect_timeout =
+        cx.duration(&format!("{path}.connect_timeout"), raw.connect_timeout.as_deref(), Duration::from_secs(10));
+    let operation_timeout =
+        cx.duration(&format!("{path}.operation_timeout"), raw.operation_timeout.as_deref(), Duration::from_secs(60));
+    let read_timeout =
+        cx.duration(&format!("{path}.read_timeout"), raw.read_timeout.as_deref(), Duration::from_secs(900));
+    Some(LdapSourceConfig {
+        flavor: raw.flavor,
+        urls,
+        starttls: raw.starttls,
+        ca_file: raw.ca_file,
+        insecure_skip_verify: raw.insecure_skip_verify,
+        bind_dn,
+        bind_password: bind_password?,
+        connect_timeout,
+        operation_timeout,
+        read_timeout,
+        page_size,
+        user_base,
+        user_filter,
+        user_scope: raw.user_scope.unwrap_or(LdapScope::Sub),
+        group_base,
+        group_filter,
+        group_scope: raw.group_scope.unwrap_or(LdapScope::Sub),
+        disabled_filter: raw.disabled_filter,
+        in_chain: raw.in_chain,
+        ignore_referrals: raw.ignore_referrals,
+        attributes,
+    })
 }
 
 const RULE_KEYS: &[&str] = &["name", "match", "team", "key", "send_invite_email"];

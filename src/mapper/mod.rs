@@ -17,6 +17,7 @@ use serde::Serialize;
 
 use crate::config::{Config, KeySpec, LimitPrecedence, Rule, SourceConfig, Unmatched};
 use crate::model::{Grants, Group, Identity, Role, Snapshot, TeamRole};
+use crate::sources::ldap::convert::normalize_dn;
 
 pub use groups::{flatten_memberships, Memberships};
 
@@ -117,11 +118,6 @@ impl CompiledRule<'_> {
                 .as_ref()
                 .is_some_and(|gl| gl.is_match(&g.name) || g.dn.as_deref().is_some_and(|d| gl.is_match(d)))
     }
-}
-
-/// DNs compare case-insensitively and without the optional spaces after separators (`cn=A, ou=B` = `CN=a,OU=b`).
-pub fn normalize_dn(dn: &str) -> String {
-    dn.split(',').map(|rdn| rdn.trim().to_lowercase()).collect::<Vec<_>>().join(",")
 }
 
 /// The mapper: built once per configuration, applied to any number of snapshots.

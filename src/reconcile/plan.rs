@@ -174,6 +174,8 @@ pub struct Plan {
     /// Destructive operations held by the safety limit (or the empty-snapshot guard); not applied.
     pub held: Vec<Op>,
     pub hold_reason: Option<String>,
+    /// Sources whose read came back empty while they manage users: treated as a failed read (the run fails).
+    pub refused_sources: Vec<String>,
     pub notes: Vec<String>,
     /// Users carrying the marker of a source read in this run.
     pub managed_users: usize,
@@ -293,6 +295,7 @@ pub fn plan(desired: &DesiredState, actual: &Actual, cx: &PlanContext<'_>) -> Pl
             "source {source:?} returned no users: refusing to deprovision its {n} managed user(s) (an empty read \
              is treated as a failed read)"
         ));
+        p.refused_sources.push(source.to_string());
     }
 
     // Teams and rosters.

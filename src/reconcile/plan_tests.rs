@@ -346,6 +346,7 @@ fn empty_or_absent_snapshots_never_deprovision() {
     let p = run(&DesiredState::default(), &actual, &safety(), 0);
     assert!(p.ops.is_empty() && p.held.is_empty());
     assert!(p.notes.iter().any(|n| n.contains("returned no users")));
+    assert_eq!(p.refused_sources, vec!["corp"]);
     let cx = PlanContext {
         safety: &safety(),
         now: now(),

@@ -3,6 +3,7 @@
 //! complete snapshot may lead to deprovisioning.
 
 pub mod file;
+pub mod ldap;
 
 use crate::config::{Problem, SourceConfig, SourceKind};
 use crate::model::Snapshot;
@@ -13,6 +14,8 @@ pub enum SourceError {
     Io { source_name: String, path: String, message: String },
     #[error("source {source_name:?}: {path} is not valid {format}: {message}")]
     Parse { source_name: String, path: String, format: &'static str, message: String },
+    #[error("source {source_name:?} (LDAP): {message}")]
+    Ldap { source_name: String, message: String },
     #[error("source {source_name:?}: {path} has {} problem(s):\n{}", .problems.len(),
         .problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
     Invalid { source_name: String, path: String, problems: Vec<Problem> },
@@ -21,18 +24,21 @@ pub enum SourceError {
 /// A configured source, ready to read.
 pub enum Source {
     File(file::FileSource),
+    Ldap(ldap::LdapSource),
 }
 
 impl Source {
     pub fn new(cfg: &SourceConfig) -> Source {
         match &cfg.kind {
             SourceKind::File(f) => Source::File(file::FileSource::new(&cfg.name, f)),
+            SourceKind::Ldap(l) => Source::Ldap(ldap::LdapSource::new(&cfg.name, l)),
         }
     }
 
     pub fn name(&self) -> &str {
         match self {
             Source::File(f) => f.name(),
+            Source::Ldap(l) => l.name(),
         }
     }
 
@@ -40,12 +46,18 @@ impl Source {
     pub async fn snapshot(&self) -> Result<Snapshot, SourceError> {
         match self {
             Source::File(f) => f.snapshot().await,
+            Source::Ldap(l) => l.snapshot().await,
         }
     }
 
     /// `check-config`: a short description of what the source can see, or why it cannot.
     pub async fn check(&self) -> Result<String, SourceError> {
-        let s = self.snapshot().await?;
-        Ok(format!("{} users, {} groups", s.users.len(), s.groups.len()))
+        match self {
+            Source::Ldap(l) => l.check().await,
+            Source::File(f) => {
+                let s = f.snapshot().await?;
+                Ok(format!("{} users, {} groups", s.users.len(), s.groups.len()))
+            }
+        }
     }
 }

@@ -1,0 +1,335 @@
+//! `type = "ldap"`: OpenLDAP and Active Directory. Paged (RFC 2696) streaming searches over failover servers,
+//! StartTLS or LDAPS, and the pure conversion in [`convert`].
+//!
+//! A read is all or nothing: a bind failure, a timeout, a dropped connection, a referral, or a size limit fails
+//! it, so that an incomplete directory view can never look like users who left.
+
+pub mod convert;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ldap3::adapters::{Adapter, PagedResults};
+use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, ResultEntry, Scope, SearchEntry};
+use secrecy::ExposeSecret;
+
+use self::convert::{group_from_entry, resolve, user_from_entry, GroupRecord, RawEntry, UserRecord};
+use super::SourceError;
+use crate::config::{LdapScope, LdapSourceConfig};
+use crate::model::Snapshot;
+
+pub struct LdapSource {
+    name: String,
+    cfg: LdapSourceConfig,
+}
+
+/// Counts of what a read saw, logged and used by `check-config`.
+#[derive(Debug, Default, Clone)]
+pub struct ReadStats {
+    pub server: String,
+    pub users: usize,
+    pub groups: usize,
+    pub disabled: usize,
+    pub skipped_entries: usize,
+    pub foreign_members: usize,
+}
+
+impl LdapSource {
+    pub fn new(name: &str, cfg: &LdapSourceConfig) -> LdapSource {
+        LdapSource { name: name.to_string(), cfg: cfg.clone() }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn err(&self, message: impl Into<String>) -> SourceError {
+        SourceError::Ldap { source_name: self.name.clone(), message: message.into() }
+    }
+
+    pub async fn snapshot(&self) -> Result<Snapshot, SourceError> {
+        self.snapshot_with_stats().await.map(|(s, _)| s)
+    }
+
+    pub async fn snapshot_with_stats(&self) -> Result<(Snapshot, ReadStats), SourceError> {
+        match tokio::time::timeout(self.cfg.read_timeout, self.read()).await {
+            Ok(r) => r,
+            Err(_) => Err(self.err(format!(
+                "the directory read did not finish within read_timeout ({}); nothing is deprovisioned",
+                humantime::format_duration(self.cfg.read_timeout)
+            ))),
+        }
+    }
+
+    /// Binds and reads one user entry: proves the URL, TLS, credentials, base and filter.
+    pub async fn check(&self) -> Result<String, SourceError> {
+        let (mut ldap, url) = self.connect().await?;
+        let attrs = vec![self.cfg.attributes.user_name.clone()];
+        ldap.with_timeout(self.cfg.operation_timeout);
+        // A one-entry search: "size limit exceeded" (4) after the first entry is the expected answer.
+        let res = ldap
+            .with_search_options(ldap3::SearchOptions::new().sizelimit(1))
+            .search(&self.cfg.user_base, scope_of(self.cfg.user_scope), &self.cfg.user_filter, attrs)
+            .await
+            .map_err(|e| self.err(format!("user search failed: {e}")))?;
+        let _ = ldap.unbind().await;
+        if res.1.rc != 0 && res.1.rc != 4 {
+            return Err(self.err(format!(
+                "user search of {:?} ended with result code {}: {}",
+                self.cfg.user_base, res.1.rc, res.1.text
+            )));
+        }
+        let first = res.0.into_iter().find(|e| !e.is_ref()).and_then(construct);
+        Ok(match first {
+            Some(e) => {
+                format!("bound to {url} as {:?}; the user search finds entries, e.g. {:?}", self.cfg.bind_dn, e.dn)
+            }
+            None => format!("bound to {url} as {:?}; the user search found NO entries", self.cfg.bind_dn),
+        })
+    }
+
+    fn settings(&self) -> Result<LdapConnSettings, SourceError> {
+        let mut s = LdapConnSettings::new().set_conn_timeout(self.cfg.connect_timeout).set_starttls(self.cfg.starttls);
+        if self.cfg.insecure_skip_verify {
+            s = s.set_no_tls_verify(true);
+        } else if let Some(ca) = &self.cfg.ca_file {
+            s = s.set_config(Arc::new(tls_config(ca).map_err(|m| self.err(m))?));
+        }
+        Ok(s)
+    }
+
+    /// Connects to the first server that answers, and binds. A rejected bind is final (the same credentials
+    /// would fail on every server); connection failures move on to the next URL.
+    async fn connect(&self) -> Result<(Ldap, String), SourceError> {
+        let mut failures = Vec::new();
+        for url in &self.cfg.urls {
+            let shown = url.as_str().to_string();
+            let conn = tokio::time::timeout(
+                self.cfg.connect_timeout + Duration::from_secs(1),
+                LdapConnAsync::with_settings(self.settings()?, url.as_str()),
+            )
+            .await;
+            let (conn, mut ldap) = match conn {
+                Ok(Ok(pair)) => pair,
+                Ok(Err(e)) => {
+                    tracing::warn!(source = %self.name, server = %shown, error = %e, "LDAP server unreachable, trying the next one");
+                    failures.push(format!("{shown}: {e}"));
+                    continue;
+                }
+                Err(_) => {
+                    failures.push(format!("{shown}: no connection within {:?}", self.cfg.connect_timeout));
+                    continue;
+                }
+            };
+            ldap3::drive!(conn);
+            let password = self.cfg.bind_password.resolve("bind_password").map_err(|e| self.err(e.to_string()))?;
+            ldap.with_timeout(self.cfg.operation_timeout);
+            match ldap.simple_bind(&self.cfg.bind_dn, password.expose_secret()).await {
+                Ok(res) if res.rc == 0 => return Ok((ldap, shown)),
+                Ok(res) => {
+                    return Err(self.err(format!(
+                        "bind as {:?} to {shown} was refused: {} (result code {}){}",
+                        self.cfg.bind_dn,
+                        if res.text.is_empty() { "no reason given" } else { res.text.as_str() },
+                        res.rc,
+                        if res.rc == 49 { "; check bind_dn and the password" } else { "" }
+                    )))
+                }
+                Err(e) => {
+                    tracing::warn!(source = %self.name, server = %shown, error = %e, "LDAP bind failed, trying the next server");
+                    failures.push(format!("{shown}: {e}"));
+                }
+            }
+        }
+        Err(self.err(format!("no LDAP server could be used: {}", failures.join("; "))))
+    }
+
+    /// One paged search, streamed: `each` sees every entry as it arrives; nothing else is kept. Returns how many
+    /// entries were read. Referrals, size limits and any non-success result fail the search.
+    async fn search(
+        &self,
+        ldap: &mut Ldap,
+        base: &str,
+        scope: LdapScope,
+        filter: &str,
+        attrs: Vec<String>,
+        mut each: impl FnMut(RawEntry),
+    ) -> Result<usize, SourceError> {
+        let scope = scope_of(scope);
+        let page = i32::try_from(self.cfg.page_size).unwrap_or(i32::MAX);
+        let adapters: Vec<Box<dyn Adapter<_, _>>> = vec![Box::new(PagedResults::new(page))];
+        ldap.with_timeout(self.cfg.operation_timeout);
+        let what = format!("search of {base:?} with {filter}");
+        let mut stream = ldap
+            .streaming_search_with(adapters, base, scope, filter, attrs)
+            .await
+            .map_err(|e| self.err(format!("{what} failed: {e}")))?;
+        let mut n = 0usize;
+        let mut referrals = 0usize;
+        loop {
+            let next = stream.next().await.map_err(|e| self.err(format!("{what} failed after {n} entries: {e}")))?;
+            let Some(entry) = next else { break };
+            if entry.is_ref() {
+                referrals += 1;
+                continue;
+            }
+            if entry.is_intermediate() {
+                continue;
+            }
+            match construct(entry) {
+                Some(e) => each(e),
+                None => tracing::warn!(source = %self.name, "Skipped an LDAP entry the server sent malformed"),
+            }
+            n += 1;
+        }
+        let res = stream.finish().await;
+        match res.rc {
+            0 => {}
+            4 => {
+                return Err(self.err(format!(
+                    "{what} hit the server's size limit after {n} entries: allow paged results beyond the limit for \
+                     the bind DN (OpenLDAP: limits ... size.prtotal=unlimited)"
+                )))
+            }
+            10 => return Err(self.err(format!("{what} returned a referral to {:?}, which is not followed", res.refs))),
+            rc => {
+                return Err(self.err(format!(
+                    "{what} ended with result code {rc}: {}",
+                    if res.text.is_empty() { "no reason given" } else { res.text.as_str() }
+                )))
+            }
+        }
+        if referrals > 0 && !self.cfg.ignore_referrals {
+            return Err(self.err(format!(
+                "{what} returned {referrals} referral(s) to other servers, which are not followed: narrow the base DN \
+                 or set ignore_referrals = true if those subtrees hold no users"
+            )));
+        }
+        Ok(n)
+    }
+
+    async fn read(&self) -> Result<(Snapshot, ReadStats), SourceError> {
+        let (mut ldap, server) = self.connect().await?;
+        let map = &self.cfg.attributes;
+        let mut stats = ReadStats { server, ..Default::default() };
+
+        let mut users: Vec<UserRecord> = Vec::new();
+        let mut skipped: Vec<String> = Vec::new();
+        self.search(
+            &mut ldap,
+            &self.cfg.user_base,
+            self.cfg.user_scope,
+            &self.cfg.user_filter,
+            map.user_attrs(),
+            |e| match user_from_entry(&e, map) {
+                Ok(u) => users.push(u),
+                Err(why) => skipped.push(why),
+            },
+        )
+        .await?;
+
+        if let Some(df) = &self.cfg.disabled_filter {
+            let mut disabled: BTreeSet<String> = BTreeSet::new();
+            let filter = format!("(&{}{})", self.cfg.user_filter, df);
+            self.search(&mut ldap, &self.cfg.user_base, self.cfg.user_scope, &filter, vec!["1.1".into()], |e| {
+                disabled.insert(convert::normalize_dn(&e.dn));
+            })
+            .await?;
+            for u in &mut users {
+                if disabled.contains(&u.dn_norm) {
+                    u.identity.active = false;
+                }
+            }
+        }
+
+        let mut groups: Vec<GroupRecord> = Vec::new();
+        self.search(
+            &mut ldap,
+            &self.cfg.group_base,
+            self.cfg.group_scope,
+            &self.cfg.group_filter,
+            map.group_attrs(),
+            |e| match group_from_entry(&e, map) {
+                Ok(g) => groups.push(g),
+                Err(why) => skipped.push(why),
+            },
+        )
+        .await?;
+
+        if self.cfg.in_chain {
+            // Server-side nesting (AD): each group's transitive user members, by DN.
+            for g in &mut groups {
+                let filter = format!(
+                    "(&{}(memberOf:1.2.840.113556.1.4.1941:={}))",
+                    self.cfg.user_filter,
+                    ldap3::ldap_escape(&g.dn)
+                );
+                let mut members = Vec::new();
+                self.search(&mut ldap, &self.cfg.user_base, self.cfg.user_scope, &filter, vec!["1.1".into()], |e| {
+                    members.push(convert::normalize_dn(&e.dn));
+                })
+                .await?;
+                g.members.extend(members);
+            }
+        }
+        let _ = ldap.unbind().await;
+
+        let (resolved, foreign) = resolve(&mut users, &groups, map);
+        for why in &skipped {
+            tracing::warn!(source = %self.name, reason = %why, "Skipped an LDAP entry");
+        }
+        for u in &users {
+            for w in &u.warnings {
+                tracing::warn!(source = %self.name, "{w}");
+            }
+        }
+        stats.users = users.len();
+        stats.groups = resolved.len();
+        stats.disabled = users.iter().filter(|u| !u.identity.active).count();
+        stats.skipped_entries = skipped.len();
+        stats.foreign_members = foreign;
+        tracing::info!(source = %self.name, server = %stats.server, users = stats.users, groups = stats.groups,
+            disabled = stats.disabled, skipped = stats.skipped_entries, "LDAP snapshot read");
+        let snapshot = Snapshot {
+            source: self.name.clone(),
+            users: users.into_iter().map(|u| u.identity).collect(),
+            groups: resolved,
+        };
+        Ok((snapshot, stats))
+    }
+}
+
+fn scope_of(s: LdapScope) -> Scope {
+    match s {
+        LdapScope::Base => Scope::Base,
+        LdapScope::One => Scope::OneLevel,
+        LdapScope::Sub => Scope::Subtree,
+    }
+}
+
+/// ldap3's entry parser panics on malformed server data; a hostile or broken server must not crash the daemon.
+fn construct(entry: ResultEntry) -> Option<RawEntry> {
+    let se = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| SearchEntry::construct(entry))).ok()?;
+    Some(RawEntry::from_maps(se.dn, se.attrs, se.bin_attrs))
+}
+
+fn tls_config(ca_file: &std::path::Path) -> Result<rustls::ClientConfig, String> {
+    let pem = std::fs::read(ca_file).map_err(|e| format!("cannot read ca_file {}: {e}", ca_file.display()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    let mut n = 0;
+    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+        let cert = cert.map_err(|e| format!("ca_file {} is not valid PEM: {e}", ca_file.display()))?;
+        roots.add(cert).map_err(|e| format!("ca_file {}: {e}", ca_file.display()))?;
+        n += 1;
+    }
+    if n == 0 {
+        return Err(format!("ca_file {} holds no certificate", ca_file.display()));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
