@@ -24,14 +24,14 @@ pub enum SourceError {
 /// A configured source, ready to read.
 pub enum Source {
     File(file::FileSource),
-    Ldap(ldap::LdapSource),
+    Ldap(Box<ldap::LdapSource>),
 }
 
 impl Source {
     pub fn new(cfg: &SourceConfig) -> Source {
         match &cfg.kind {
             SourceKind::File(f) => Source::File(file::FileSource::new(&cfg.name, f)),
-            SourceKind::Ldap(l) => Source::Ldap(ldap::LdapSource::new(&cfg.name, l)),
+            SourceKind::Ldap(l) => Source::Ldap(Box::new(ldap::LdapSource::new(&cfg.name, l))),
         }
     }
 
