@@ -340,7 +340,13 @@ pub struct LogConfig {
 }
 
 /// Reads the file and the `LITELLM_SYNC__*` environment into one JSON tree (no validation yet).
+///
+/// The `config` crate cannot address an element of `[[sources]]`, so `LITELLM_SYNC__SOURCES__<NAME>__<KEY>`
+/// (the source's name upper-cased with `-` as `_`, or its index) is applied here instead.
 pub fn load_raw(path: &Path) -> Result<serde_json::Value, ConfigError> {
+    let (sources_env, rest): (Vec<(String, String)>, Vec<(String, String)>) = std::env::vars()
+        .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}__")))
+        .partition(|(k, _)| k.starts_with(SOURCES_ENV_PREFIX));
     let built = config::Config::builder()
         .add_source(config::File::from(path).format(config::FileFormat::Toml).required(true))
         .add_source(
@@ -348,13 +354,66 @@ pub fn load_raw(path: &Path) -> Result<serde_json::Value, ConfigError> {
                 .prefix_separator("__")
                 .separator("__")
                 .try_parsing(true)
-                .ignore_empty(true),
+                .ignore_empty(true)
+                .source(Some(rest.into_iter().collect())),
         )
         .build()
         .map_err(|source| ConfigError::Load { path: path.to_path_buf(), source })?;
-    built
+    let mut raw = built
         .try_deserialize::<serde_json::Value>()
-        .map_err(|source| ConfigError::Load { path: path.to_path_buf(), source })
+        .map_err(|source| ConfigError::Load { path: path.to_path_buf(), source })?;
+    apply_sources_env(&mut raw, &sources_env).map_err(ConfigError::Invalid)?;
+    Ok(raw)
+}
+
+fn set_path(node: &mut serde_json::Value, path: &[String], value: &str) {
+    let Some((key, rest)) = path.split_first() else { return };
+    if !node.is_object() {
+        *node = serde_json::json!({});
+    }
+    if let Some(obj) = node.as_object_mut() {
+        if rest.is_empty() {
+            obj.insert(key.clone(), serde_json::Value::String(value.to_string()));
+        } else {
+            set_path(obj.entry(key.clone()).or_insert_with(|| serde_json::json!({})), rest, value);
+        }
+    }
+}
+
+const SOURCES_ENV_PREFIX: &str = "LITELLM_SYNC__SOURCES__";
+
+/// Applies `LITELLM_SYNC__SOURCES__<NAME|INDEX>__<KEY>[__<SUBKEY>]` variables to the `[[sources]]` array.
+pub fn apply_sources_env(raw: &mut serde_json::Value, vars: &[(String, String)]) -> Result<(), Vec<Problem>> {
+    let mut problems = Vec::new();
+    for (var, value) in vars {
+        let rest = &var[SOURCES_ENV_PREFIX.len()..];
+        let mut parts = rest.split("__");
+        let selector = parts.next().unwrap_or_default();
+        let path: Vec<String> = parts.map(str::to_ascii_lowercase).collect();
+        let sources = raw.get_mut("sources").and_then(|s| s.as_array_mut());
+        let index = sources.as_ref().and_then(|list| {
+            selector.parse::<usize>().ok().filter(|i| *i < list.len()).or_else(|| {
+                list.iter().position(|s| {
+                    s.get("name")
+                        .and_then(|n| n.as_str())
+                        .is_some_and(|n| n.to_ascii_uppercase().replace('-', "_") == selector)
+                })
+            })
+        });
+        let (Some(list), Some(i), false) = (sources, index, path.is_empty()) else {
+            problems.push(Problem {
+                path: var.clone(),
+                message: format!("environment variable names no configured source (by name or index): {selector:?}"),
+            });
+            continue;
+        };
+        set_path(&mut list[i], &path, value);
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
 }
 
 /// Loads, validates and resolves the secrets of the configuration at `path`.

@@ -182,3 +182,24 @@ fn example_configs_are_valid() {
     }
     assert!(n >= 1, "no example configs found in {}", dir.display());
 }
+
+#[test]
+fn source_keys_come_from_the_environment_by_name_or_index() {
+    let mut raw = minimal();
+    raw["sources"] =
+        json!([{"name": "corp-ldap", "type": "file", "path": "a"}, {"name": "hr", "type": "file", "path": "b"}]);
+    apply_sources_env(
+        &mut raw,
+        &[
+            ("LITELLM_SYNC__SOURCES__CORP_LDAP__BIND_PASSWORD".into(), "s3cret".into()),
+            ("LITELLM_SYNC__SOURCES__1__ATTRIBUTES__EMAIL".into(), "mailPrimary".into()),
+        ],
+    )
+    .unwrap();
+    assert_eq!(raw["sources"][0]["bind_password"], json!("s3cret"));
+    assert_eq!(raw["sources"][1]["attributes"]["email"], json!("mailPrimary"));
+    let err = apply_sources_env(&mut raw, &[("LITELLM_SYNC__SOURCES__NOPE__X".into(), "1".into())]).unwrap_err();
+    assert!(err[0].message.contains("\"NOPE\""), "{err:?}");
+    assert!(apply_sources_env(&mut raw, &[("LITELLM_SYNC__SOURCES__7__X".into(), "1".into())]).is_err());
+    assert!(apply_sources_env(&mut raw, &[("LITELLM_SYNC__SOURCES__HR".into(), "1".into())]).is_err());
+}

@@ -474,6 +474,7 @@ fn ldap_source(cx: &mut Ctx, path: &str, rest: Map<String, Value>) -> Option<Lda
             None
         }
         (Some(Value::String(s)), None) if !s.is_empty() => Some(Secret::Value(SecretString::from(s))),
+        (Some(Value::Number(n)), None) => Some(Secret::Value(SecretString::from(n.to_string()))),
         (Some(_), None) => {
             cx.problem(format!("{path}.bind_password"), "must be a non-empty string");
             None
@@ -482,7 +483,7 @@ fn ldap_source(cx: &mut Ctx, path: &str, rest: Map<String, Value>) -> Option<Lda
         (None, None) => {
             cx.problem(
                 format!("{path}.bind_password"),
-                "required: bind_password_file, or bind_password (e.g. from LITELLM_SYNC__SOURCES__0__BIND_PASSWORD)",
+                "required: bind_password_file, or bind_password (e.g. from LITELLM_SYNC__SOURCES__<NAME>__BIND_PASSWORD)",
             );
             None
         }
