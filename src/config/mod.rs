@@ -344,7 +344,8 @@ pub struct LogConfig {
 /// The `config` crate cannot address an element of `[[sources]]`, so `LITELLM_SYNC__SOURCES__<NAME>__<KEY>`
 /// (the source's name upper-cased with `-` as `_`, or its index) is applied here instead.
 pub fn load_raw(path: &Path) -> Result<serde_json::Value, ConfigError> {
-    let (sources_env, rest): (Vec<(String, String)>, Vec<(String, String)>) = std::env::vars()
+    type Vars = Vec<(String, String)>;
+    let (sources_env, rest): (Vars, Vars) = std::env::vars()
         .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}__")))
         .partition(|(k, _)| k.starts_with(SOURCES_ENV_PREFIX));
     let built = config::Config::builder()
