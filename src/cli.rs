@@ -51,6 +51,8 @@ pub enum Command {
     Explain(ExplainArgs),
     /// Validate the configuration and reach every configured endpoint.
     CheckConfig,
+    /// Run as a service: scheduled full resyncs per source, /metrics, /healthz, /readyz.
+    Run,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -116,6 +118,7 @@ pub async fn run(cli: Cli, cfg: Config) -> ExitCode {
         Command::Sync(a) => cmd_sync(&cfg, a).await,
         Command::Explain(a) => cmd_explain(&cfg, a).await,
         Command::CheckConfig => cmd_check(&cfg).await,
+        Command::Run => crate::app::run(cfg).await.map(|()| EXIT_OK),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -171,7 +174,7 @@ async fn cmd_sync(cfg: &Config, a: &SyncArgs) -> anyhow::Result<u8> {
         );
         pb
     });
-    let tick = |r: &OpResult| {
+    let tick = |_: &Op, r: &OpResult| {
         if let Some(pb) = &bar {
             pb.inc(1);
             pb.set_message(r.target.clone());

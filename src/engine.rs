@@ -72,6 +72,19 @@ pub async fn compute(
     allow_mass_deprovision: bool,
 ) -> Result<Pass, EngineError> {
     let (sources, snapshots, failures) = read_sources(cfg, only).await?;
+    plan_snapshots(cfg, client, sources, snapshots, failures, now, allow_mass_deprovision).await
+}
+
+/// Plans from snapshots already read (the daemon reads them in its source tasks).
+pub async fn plan_snapshots(
+    cfg: &Config,
+    client: &Client,
+    sources: Vec<String>,
+    snapshots: Vec<Snapshot>,
+    failures: Vec<SourceError>,
+    now: DateTime<Utc>,
+    allow_mass_deprovision: bool,
+) -> Result<Pass, EngineError> {
     let desired = Mapper::new(cfg).map(&snapshots);
     let actual = read_actual(client).await?;
     let complete_sources: BTreeSet<String> = snapshots.iter().map(|s| s.source.clone()).collect();

@@ -5,12 +5,15 @@
 //! the [`litellm`] client, whose single write point is where dry-run stops. [`engine`] wires one pass together
 //! for the CLI ([`cli`]).
 
+pub mod app;
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod http;
 pub mod litellm;
 pub mod mapper;
 pub mod model;
 pub mod reconcile;
+pub mod shutdown;
 pub mod sources;
 pub mod telemetry;

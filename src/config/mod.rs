@@ -321,6 +321,10 @@ pub struct StoreConfig {
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
+    /// On SIGTERM/SIGINT, how long in-flight work may take before the process exits anyway.
+    pub shutdown_grace: Duration,
+    /// `/readyz` turns unready when a source's runs have been failing for longer than this.
+    pub unready_after: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -787,22 +787,26 @@ fn store_section(cx: &mut Ctx, v: Value) -> StoreConfig {
     StoreConfig { path: raw.and_then(|r| r.path).unwrap_or_else(|| PathBuf::from("/var/lib/litellm-sync/state.db")) }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct RawServer {
     listen: Option<String>,
+    shutdown_grace: Option<String>,
+    unready_after: Option<String>,
 }
 
 fn server_section(cx: &mut Ctx, v: Value) -> ServerConfig {
     let default: SocketAddr = SocketAddr::from(([0, 0, 0, 0], 8080));
-    let raw: Option<RawServer> = cx.de("server", v);
-    let listen = match raw.and_then(|r| r.listen) {
+    let raw: RawServer = cx.de("server", v).unwrap_or_default();
+    let shutdown_grace = cx.duration("server.shutdown_grace", raw.shutdown_grace.as_deref(), Duration::from_secs(30));
+    let unready_after = cx.duration("server.unready_after", raw.unready_after.as_deref(), Duration::from_secs(900));
+    let listen = match raw.listen {
         None => default,
         Some(s) => s.parse().unwrap_or_else(|e| {
             cx.problem("server.listen", format!("{s:?} is not an address:port ({e})"));
             default
         }),
     };
-    ServerConfig { listen }
+    ServerConfig { listen, shutdown_grace, unready_after }
 }
 
 #[derive(Deserialize)]

@@ -79,7 +79,7 @@ impl Locks {
 }
 
 /// Called after every finished operation (progress bars, metrics).
-pub type Progress<'a> = &'a (dyn Fn(&OpResult) + Sync);
+pub type Progress<'a> = &'a (dyn Fn(&Op, &OpResult) + Sync);
 
 pub async fn apply(client: &Client, ops: &[Op], opts: &ApplyOptions, progress: Progress<'_>) -> ApplyReport {
     let locks = Locks::default();
@@ -100,7 +100,7 @@ pub async fn apply(client: &Client, ops: &[Op], opts: &ApplyOptions, progress: P
                     .map(|op| async {
                         let _g = locks.acquire(&op.resources()).await;
                         let r = finish(op, run_one(client, op, opts).await);
-                        progress(&r);
+                        progress(op, &r);
                         r
                     })
                     .buffer_unordered(opts.concurrency.max(1))
@@ -281,7 +281,7 @@ async fn create_users(
                             Some((true, _)) => {
                                 let r = OpResult { op: op.kind(), target: op.target(), outcome: Outcome::Applied };
                                 tracing::info!(op = op.kind(), target = %op.target(), "Applied (bulk)");
-                                progress(&r);
+                                progress(op, &r);
                                 results.push(r);
                             }
                             Some((false, Some(err))) if err.contains("already exists") => {
@@ -298,7 +298,7 @@ async fn create_users(
                                     target: op.target(),
                                     outcome: Outcome::Failed { class: "invalid".into(), error },
                                 };
-                                progress(&r);
+                                progress(op, &r);
                                 results.push(r);
                             }
                             // A row LiteLLM did not report on: find out one by one.
@@ -309,7 +309,7 @@ async fn create_users(
                 Err(ApiError::DryRun { .. }) => {
                     for op in chunk {
                         let r = OpResult { op: op.kind(), target: op.target(), outcome: Outcome::Skipped };
-                        progress(&r);
+                        progress(op, &r);
                         results.push(r);
                     }
                 }
@@ -334,7 +334,7 @@ async fn create_users(
             None => create_one(client, op, opts).await,
         };
         let r = finish(op, res);
-        progress(&r);
+        progress(op, &r);
         r
     })
     .buffer_unordered(opts.concurrency.max(1))
@@ -367,7 +367,7 @@ async fn delete_users(
             Ok(None) => todo.push(op),
             other => {
                 let r = finish(op, other.map(|o| o.unwrap_or(Outcome::Applied)));
-                progress(&r);
+                progress(op, &r);
                 results.push(r);
             }
         }
@@ -396,7 +396,7 @@ async fn delete_users(
                             }
                         };
                         let r = OpResult { op: op.kind(), target: op.target(), outcome };
-                        progress(&r);
+                        progress(op, &r);
                         results.push(r);
                     }
                 }
@@ -404,7 +404,7 @@ async fn delete_users(
                 Err(ApiError::DryRun { .. }) => {
                     for op in chunk {
                         let r = OpResult { op: op.kind(), target: op.target(), outcome: Outcome::Skipped };
-                        progress(&r);
+                        progress(op, &r);
                         results.push(r);
                     }
                 }
@@ -429,7 +429,7 @@ async fn delete_users(
                 }
             });
             let r = finish(op, res);
-            progress(&r);
+            progress(op, &r);
             r
         })
         .buffer_unordered(opts.concurrency.max(1))

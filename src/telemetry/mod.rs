@@ -18,3 +18,6 @@ pub fn init(format: LogFormat, level: &str, verbose: u8) {
         LogFormat::Pretty => builder.with_target(false).try_init(),
     };
 }
+
+pub mod audit;
+pub mod metrics;

@@ -1,0 +1,181 @@
+//! Prometheus metrics: one struct owning its registry; names `litellm_sync_<noun>_<unit>[_total]`; every label
+//! value comes from a closed set (source names from the config, operation kinds, endpoint paths without ids,
+//! status classes), so cardinality is bounded.
+
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::litellm::Observer;
+
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    pub events_received: IntCounterVec,
+    pub operations: IntCounterVec,
+    pub litellm_requests: HistogramVec,
+    pub run_duration: HistogramVec,
+    pub runs: IntCounterVec,
+    pub runs_skipped: IntCounterVec,
+    pub last_success: IntGaugeVec,
+    pub managed_users: IntGaugeVec,
+    pub managed_teams: IntGauge,
+    pub deletions_held: IntGaugeVec,
+    pub drift_repaired: IntCounterVec,
+    pub errors: IntCounterVec,
+    pub source_users: IntGaugeVec,
+}
+
+fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntCounterVec> {
+    let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+    r.register(Box::new(c.clone()))?;
+    Ok(c)
+}
+
+fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntGaugeVec> {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels)?;
+    r.register(Box::new(g.clone()))?;
+    Ok(g)
+}
+
+fn histogram(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+    buckets: Vec<f64>,
+) -> prometheus::Result<HistogramVec> {
+    let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)?;
+    r.register(Box::new(h.clone()))?;
+    Ok(h)
+}
+
+impl Metrics {
+    pub fn new() -> prometheus::Result<Metrics> {
+        let r = Registry::new();
+        let managed_teams =
+            IntGauge::new("litellm_sync_managed_teams", "LiteLLM teams carrying the litellm-sync marker")?;
+        r.register(Box::new(managed_teams.clone()))?;
+        Ok(Metrics {
+            events_received: counter(
+                &r,
+                "litellm_sync_events_received_total",
+                "Source events received",
+                &["source", "kind"],
+            )?,
+            operations: counter(
+                &r,
+                "litellm_sync_operations_total",
+                "LiteLLM operations by kind and result",
+                &["op", "result"],
+            )?,
+            litellm_requests: histogram(
+                &r,
+                "litellm_sync_litellm_request_duration_seconds",
+                "LiteLLM admin API request latency",
+                &["endpoint", "status_class"],
+                vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0],
+            )?,
+            run_duration: histogram(
+                &r,
+                "litellm_sync_run_duration_seconds",
+                "Duration of a sync run (read, plan, apply)",
+                &["source"],
+                vec![0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 180.0, 600.0, 1800.0],
+            )?,
+            runs: counter(
+                &r,
+                "litellm_sync_runs_total",
+                "Sync runs by result (success, failed, held)",
+                &["source", "result"],
+            )?,
+            runs_skipped: counter(
+                &r,
+                "litellm_sync_runs_skipped_total",
+                "Scheduled runs skipped because the previous run of the source was still going",
+                &["source"],
+            )?,
+            last_success: gauge(
+                &r,
+                "litellm_sync_last_success_timestamp_seconds",
+                "Unix time of the last successful sync run",
+                &["source"],
+            )?,
+            managed_users: gauge(
+                &r,
+                "litellm_sync_managed_users",
+                "LiteLLM users carrying the source's marker",
+                &["source"],
+            )?,
+            managed_teams,
+            deletions_held: gauge(
+                &r,
+                "litellm_sync_deletions_held",
+                "Deactivations/deletions held by the safety limit in the last run",
+                &["source"],
+            )?,
+            drift_repaired: counter(
+                &r,
+                "litellm_sync_drift_repaired_total",
+                "Managed fields changed by hand in LiteLLM and set back",
+                &["source"],
+            )?,
+            errors: counter(&r, "litellm_sync_errors_total", "Errors by kind", &["kind"])?,
+            source_users: gauge(
+                &r,
+                "litellm_sync_source_users",
+                "Users in the source's last complete snapshot",
+                &["source"],
+            )?,
+            registry: r,
+        })
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let enc = TextEncoder::new();
+        if enc.encode(&self.registry.gather(), &mut buf).is_err() {
+            return String::new();
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+/// Status class label: 2xx … 5xx, or "error" when no HTTP answer came back.
+fn status_class(status: Option<u16>) -> &'static str {
+    match status {
+        Some(200..=299) => "2xx",
+        Some(300..=399) => "3xx",
+        Some(400..=499) => "4xx",
+        Some(500..=599) => "5xx",
+        _ => "error",
+    }
+}
+
+impl Observer for Metrics {
+    fn request(&self, endpoint: &str, status: Option<u16>, elapsed: Duration) {
+        self.litellm_requests.with_label_values(&[endpoint, status_class(status)]).observe(elapsed.as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text_with_bounded_labels() {
+        let m = Metrics::new().unwrap();
+        m.operations.with_label_values(&["create_user", "applied"]).inc();
+        m.request("user/new", Some(201), Duration::from_millis(30));
+        m.request("user/new", None, Duration::from_millis(30));
+        let text = m.render();
+        assert!(text.contains("litellm_sync_operations_total{op=\"create_user\",result=\"applied\"} 1"), "{text}");
+        assert!(text.contains(
+            "litellm_sync_litellm_request_duration_seconds_count{endpoint=\"user/new\",status_class=\"2xx\"} 1"
+        ));
+        assert!(text.contains("status_class=\"error\""));
+    }
+}
