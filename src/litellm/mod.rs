@@ -412,6 +412,15 @@ impl Client {
         self.get::<Vec<TeamRow>>("team/list", &[]).await
     }
 
+    /// One team by id (`/team/info`); `None` when LiteLLM has no such team.
+    pub async fn get_team(&self, team_id: &str) -> Result<Option<TeamRow>, ApiError> {
+        match self.get::<TeamInfo>("team/info", &[("team_id", team_id.to_string())]).await {
+            Ok(info) => Ok(Some(info.team_info)),
+            Err(e) if e.class() == ErrorClass::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Creates a team; `Ok(false)` when a team with that id exists already (LiteLLM answers 400, not 409).
     pub async fn create_team(&self, req: &TeamRequest) -> Result<bool, ApiError> {
         match self.write("team/new", req).await {

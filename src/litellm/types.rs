@@ -16,6 +16,15 @@ where
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
+/// `Option<Option<T>>` that keeps "present as null" (`Some(None)`) apart from "absent" (`None`, via `default`).
+fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Ok(Some(Option::<T>::deserialize(d)?))
+}
+
 /// A count or limit that may arrive as `5`, `5.0`, or `null`.
 fn lenient_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     match Option::<Value>::deserialize(d)? {
@@ -80,7 +89,7 @@ pub struct UserInfoV1 {
 }
 
 /// `POST /user/new` and one row of `/management/v1/users/bulk`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct NewUserRequest {
     pub user_id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -105,20 +114,22 @@ pub struct NewUserRequest {
     /// licence, so the applier sends it in a follow-up update for one-by-one creates.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model_max_budget: Option<BTreeMap<String, f64>>,
+    #[serde(default)]
     pub metadata: Map<String, Value>,
+    #[serde(default)]
     pub auto_create_key: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_alias: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duration: Option<String>,
     /// Not accepted by the bulk endpoint (422): such users are created one by one.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub send_invite_email: bool,
 }
 
 /// `POST /user/update`. The double options distinguish "not sent" (`None`) from "sent as null, which clears"
 /// (`Some(None)`); LiteLLM clears only these four fields with null (litellm-api.md §2.2).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UpdateUserRequest {
     pub user_id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -127,13 +138,13 @@ pub struct UpdateUserRequest {
     pub user_alias: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user_role: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
     pub max_budget: Option<Option<f64>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
     pub budget_duration: Option<Option<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
     pub tpm_limit: Option<Option<u64>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
     pub rpm_limit: Option<Option<u64>>,
     /// Never empty: `[]` is ignored by LiteLLM; "all-proxy-models" lifts a restriction.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -204,6 +215,12 @@ pub struct TeamRow {
     pub members_with_roles: Vec<TeamMemberRow>,
 }
 
+/// `GET /team/info`: the team row is under `team_info`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TeamInfo {
+    pub team_info: TeamRow,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct TeamListPage {
     pub teams: Vec<TeamRow>,
@@ -212,7 +229,7 @@ pub struct TeamListPage {
 }
 
 /// `POST /team/new` and `/team/update` (the latter with only the changed fields).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TeamRequest {
     pub team_id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -233,7 +250,7 @@ pub struct TeamRequest {
     pub metadata: Option<Map<String, Value>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MemberSpec {
     pub user_id: String,
     pub role: String,
@@ -305,6 +322,9 @@ mod tests {
         assert_eq!(v, serde_json::json!({"user_id": "u", "max_budget": null, "tpm_limit": 5}));
         assert!(UpdateUserRequest { user_id: "u".into(), ..Default::default() }.is_empty());
         assert!(!req.is_empty());
+        // Round trip (the outbox stores requests): null stays "clear", absent stays "not sent".
+        let back: UpdateUserRequest = serde_json::from_value(v).unwrap();
+        assert_eq!(back, req);
     }
 
     #[test]

@@ -13,7 +13,7 @@ mod tests;
 use std::collections::{BTreeMap, BTreeSet};
 
 use globset::{GlobBuilder, GlobMatcher};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, KeySpec, LimitPrecedence, Rule, SourceConfig, Unmatched};
 use crate::model::{Grants, Group, Identity, Role, Snapshot, TeamRole};
@@ -25,7 +25,7 @@ pub use groups::{flatten_memberships, Memberships};
 pub const ALL_MODELS: &str = "all-proxy-models";
 
 /// Identifies a person across runs: the source that owns it and the source's immutable id.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ExternalKey {
     pub source: String,
     pub external_id: String,
@@ -38,13 +38,13 @@ impl std::fmt::Display for ExternalKey {
 }
 
 /// Options that only matter when the user is created.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CreateOptions {
     pub key: Option<KeySpec>,
     pub send_invite_email: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DesiredUser {
     pub key: ExternalKey,
     /// The id a new LiteLLM user gets; an existing managed user keeps the id it has.

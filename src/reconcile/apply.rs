@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
+use serde_json::{Map, Value};
 
 use super::plan::{user_update, Op};
 use super::{read_marker, UserMarker, MARKER_KEY};
@@ -36,6 +37,15 @@ pub struct OpResult {
     pub target: String,
     #[serde(flatten)]
     pub outcome: Outcome,
+    /// The user or team metadata actually written (re-based on a fresh read), for the store's ledger.
+    #[serde(skip)]
+    pub written_metadata: Option<Map<String, Value>>,
+}
+
+impl OpResult {
+    fn new(op: &Op, outcome: Outcome) -> OpResult {
+        OpResult { op: op.kind(), target: op.target(), outcome, written_metadata: None }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -113,9 +123,13 @@ pub async fn apply(client: &Client, ops: &[Op], opts: &ApplyOptions, progress: P
     report
 }
 
-fn finish(op: &Op, r: Result<Outcome, ApiError>) -> OpResult {
+fn finish(op: &Op, r: Result<(Outcome, Option<Map<String, Value>>), ApiError>) -> OpResult {
+    let mut written = None;
     let outcome = match r {
-        Ok(o) => o,
+        Ok((o, m)) => {
+            written = m;
+            o
+        }
         Err(ApiError::DryRun { .. }) => Outcome::Skipped,
         Err(e) => {
             tracing::error!(op = op.kind(), target = %op.target(), error = %e, "Operation failed");
@@ -125,57 +139,92 @@ fn finish(op: &Op, r: Result<Outcome, ApiError>) -> OpResult {
     if matches!(outcome, Outcome::Applied) {
         tracing::info!(op = op.kind(), target = %op.target(), "Applied");
     }
-    OpResult { op: op.kind(), target: op.target(), outcome }
+    OpResult { written_metadata: written, ..OpResult::new(op, outcome) }
 }
 
-async fn run_one(client: &Client, op: &Op, opts: &ApplyOptions) -> Result<Outcome, ApiError> {
+type Done = (Outcome, Option<Map<String, Value>>);
+
+fn applied() -> Result<Done, ApiError> {
+    Ok((Outcome::Applied, None))
+}
+
+async fn run_one(client: &Client, op: &Op, opts: &ApplyOptions) -> Result<Done, ApiError> {
     match op {
         Op::CreateTeam { request, .. } => {
-            if client.create_team(request).await? {
-                Ok(Outcome::Applied)
-            } else {
+            if !client.create_team(request).await? {
                 // Created meanwhile (or by a retried request): make sure it has our settings.
                 client.update_team(request).await?;
-                Ok(Outcome::Applied)
             }
+            Ok((Outcome::Applied, request.metadata.clone()))
         }
-        Op::UpdateTeam { request, .. } => client.update_team(request).await.map(|_| Outcome::Applied),
+        Op::UpdateTeam { team_id, request, metadata_patch, .. } => {
+            let mut req = request.clone();
+            if let Some(patch) = metadata_patch {
+                let Some(fresh) = client.get_team(team_id).await? else {
+                    return Ok((gone(&format!("team {team_id}")), None));
+                };
+                req.metadata = Some(patch.apply(&fresh.metadata));
+            }
+            client.update_team(&req).await?;
+            Ok((Outcome::Applied, req.metadata))
+        }
         Op::CreateUser { .. } => create_one(client, op, opts).await,
-        Op::UpdateUser { request, unblock_keys, .. } => {
+        Op::UpdateUser { user_id, request, unblock_keys, metadata_patch, .. } => {
+            let mut req = request.clone();
+            if let Some(patch) = metadata_patch {
+                let Some(fresh) = client.get_user(user_id).await? else {
+                    return Ok((gone(&format!("user {user_id}")), None));
+                };
+                req.metadata = Some(patch.apply(&fresh.metadata));
+            }
             for token in unblock_keys {
                 client.set_key_blocked(token, false).await?;
             }
-            client.update_user(request).await.map(|_| Outcome::Applied)
+            client.update_user(&req).await?;
+            Ok((Outcome::Applied, req.metadata))
         }
-        Op::DeactivateUser { user_id, metadata, .. } => {
-            let mut metadata = metadata.clone();
-            let mut marker: UserMarker = read_marker(&metadata).ok_or_else(|| ApiError::Decode {
-                endpoint: "plan".into(),
-                detail: "deactivation without marker".into(),
-            })?;
+        Op::DeactivateUser { user_id, metadata_patch, .. } => {
+            let Some(fresh) = client.get_user(user_id).await? else {
+                return Ok((Outcome::AlreadyDone { detail: "the user no longer exists".into() }, None));
+            };
+            let mut patch = metadata_patch.clone();
+            let mut marker: UserMarker =
+                patch.set.get(MARKER_KEY).and_then(|v| serde_json::from_value(v.clone()).ok()).ok_or_else(|| {
+                    ApiError::Decode { endpoint: "plan".into(), detail: "deactivation without marker".into() }
+                })?;
             for key in client.list_keys(user_id).await? {
                 if key.blocked != Some(true) && client.set_key_blocked(&key.token, true).await? {
                     marker.blocked_keys.push(key.token);
                 }
             }
-            metadata.insert(MARKER_KEY.into(), serde_json::to_value(&marker).unwrap_or_default());
-            let req = UpdateUserRequest { user_id: user_id.clone(), metadata: Some(metadata), ..Default::default() };
-            client.update_user(&req).await.map(|_| Outcome::Applied)
+            patch.set.insert(MARKER_KEY.into(), serde_json::to_value(&marker).unwrap_or_default());
+            let metadata = patch.apply(&fresh.metadata);
+            let req =
+                UpdateUserRequest { user_id: user_id.clone(), metadata: Some(metadata.clone()), ..Default::default() };
+            client.update_user(&req).await?;
+            Ok((Outcome::Applied, Some(metadata)))
         }
         Op::DeleteUser { user_id, key, .. } => match verify_for_delete(client, user_id, key).await? {
-            Some(done) => Ok(done),
-            None => Ok(if client.delete_user(user_id).await? {
-                Outcome::Applied
-            } else {
-                Outcome::AlreadyDone { detail: "already deleted".into() }
-            }),
+            Some(done) => Ok((done, None)),
+            None => Ok((
+                if client.delete_user(user_id).await? {
+                    Outcome::Applied
+                } else {
+                    Outcome::AlreadyDone { detail: "already deleted".into() }
+                },
+                None,
+            )),
         },
-        Op::AddMembers { team_id, members } => client.add_members(team_id, members).await.map(|_| Outcome::Applied),
+        Op::AddMembers { team_id, members } => client.add_members(team_id, members).await.and_then(|_| applied()),
         Op::UpdateMember { team_id, user_id, role } => {
-            client.update_member(team_id, user_id, role).await.map(|_| Outcome::Applied)
+            client.update_member(team_id, user_id, role).await.and_then(|_| applied())
         }
-        Op::RemoveMember { team_id, user_id } => client.remove_member(team_id, user_id).await.map(|_| Outcome::Applied),
+        Op::RemoveMember { team_id, user_id } => client.remove_member(team_id, user_id).await.and_then(|_| applied()),
     }
+}
+
+fn gone(what: &str) -> Outcome {
+    Outcome::Failed { class: "not_found".into(), error: format!("{what} no longer exists in LiteLLM; not updated") }
 }
 
 /// Re-reads a user before deleting it: `Some(outcome)` when the delete must not happen (gone, or no longer
@@ -195,8 +244,8 @@ async fn verify_for_delete(client: &Client, user_id: &str, key: &ExternalKey) ->
 
 /// One-by-one create. `/user/new` refuses `model_max_budget` without an Enterprise licence, so it follows in an
 /// update. A 409 means the user exists (a retried request, or a race): go to update if it is ours.
-async fn create_one(client: &Client, op: &Op, opts: &ApplyOptions) -> Result<Outcome, ApiError> {
-    let Op::CreateUser { request, .. } = op else { return Ok(Outcome::Applied) };
+async fn create_one(client: &Client, op: &Op, opts: &ApplyOptions) -> Result<Done, ApiError> {
+    let Op::CreateUser { request, .. } = op else { return applied() };
     let mut req = request.clone();
     let mmb = req.model_max_budget.take();
     match client.create_user(&req).await {
@@ -206,46 +255,57 @@ async fn create_one(client: &Client, op: &Op, opts: &ApplyOptions) -> Result<Out
                     UpdateUserRequest { user_id: req.user_id.clone(), model_max_budget: Some(m), ..Default::default() };
                 client.update_user(&upd).await?;
             }
-            Ok(Outcome::Applied)
+            Ok((Outcome::Applied, Some(req.metadata)))
         }
         Err(e) if e.class() == ErrorClass::Conflict => resolve_conflict(client, op, opts, &e.to_string()).await,
         Err(e) => Err(e),
     }
 }
 
-async fn resolve_conflict(client: &Client, op: &Op, opts: &ApplyOptions, why: &str) -> Result<Outcome, ApiError> {
-    let Op::CreateUser { user_id, key, desired, request } = op else { return Ok(Outcome::Applied) };
+async fn resolve_conflict(client: &Client, op: &Op, opts: &ApplyOptions, why: &str) -> Result<Done, ApiError> {
+    let Op::CreateUser { user_id, key, desired, request } = op else { return applied() };
     let Some(row) = client.get_user(user_id).await? else {
-        return Ok(Outcome::Failed {
-            class: "conflict".into(),
-            error: format!(
+        return Ok((
+            Outcome::Failed {
+                class: "conflict".into(),
+                error: format!(
                 "LiteLLM refused to create {user_id} ({why}) but has no user with that id: the e-mail address {:?} \
                  belongs to another LiteLLM user",
                 request.user_email.as_deref().unwrap_or("")
             ),
-        });
+            },
+            None,
+        ));
     };
     let marker = read_marker::<UserMarker>(&row.metadata);
     let ours = marker.as_ref().is_some_and(|m| m.source == key.source && m.external_id == key.external_id);
     let adoptable = marker.is_none() && opts.adopt_existing;
     if !(ours || adoptable) {
-        return Ok(Outcome::Failed {
-            class: "conflict".into(),
-            error: format!(
-                "user {user_id} already exists in LiteLLM and is not managed by litellm-sync for {key}; set \
+        return Ok((
+            Outcome::Failed {
+                class: "conflict".into(),
+                error: format!(
+                    "user {user_id} already exists in LiteLLM and is not managed by litellm-sync for {key}; set \
                  safety.adopt_existing = true to take it over"
-            ),
-        });
+                ),
+            },
+            None,
+        ));
     }
-    let (mut upd, _, _) = user_update(desired, &row, marker.as_ref());
+    let mut upd = user_update(desired, &row, marker.as_ref()).request;
     // /v2/user/info does not return max_parallel_requests: send it whenever it is owned.
     if upd.max_parallel_requests.is_none() {
         upd.max_parallel_requests = desired.fields.max_parallel_requests;
     }
     if upd.is_empty() {
-        return Ok(Outcome::AlreadyDone { detail: "already exists with the wanted settings".into() });
+        return Ok((
+            Outcome::AlreadyDone { detail: "already exists with the wanted settings".into() },
+            Some(row.metadata),
+        ));
     }
-    client.update_user(&upd).await.map(|_| Outcome::Applied)
+    client.update_user(&upd).await?;
+    let written = upd.metadata.unwrap_or(row.metadata);
+    Ok((Outcome::Applied, Some(written)))
 }
 
 async fn create_users(
@@ -279,7 +339,10 @@ async fn create_users(
                         let Op::CreateUser { user_id, .. } = op else { continue };
                         match by_id.get(user_id) {
                             Some((true, _)) => {
-                                let r = OpResult { op: op.kind(), target: op.target(), outcome: Outcome::Applied };
+                                let mut r = OpResult::new(op, Outcome::Applied);
+                                if let Op::CreateUser { request, .. } = op {
+                                    r.written_metadata = Some(request.metadata.clone());
+                                }
                                 tracing::info!(op = op.kind(), target = %op.target(), "Applied (bulk)");
                                 progress(op, &r);
                                 results.push(r);
@@ -293,11 +356,7 @@ async fn create_users(
                                     err.as_deref().unwrap_or("no reason given")
                                 );
                                 tracing::error!(op = op.kind(), target = %op.target(), error = %error, "Operation failed");
-                                let r = OpResult {
-                                    op: op.kind(),
-                                    target: op.target(),
-                                    outcome: Outcome::Failed { class: "invalid".into(), error },
-                                };
+                                let r = OpResult::new(op, Outcome::Failed { class: "invalid".into(), error });
                                 progress(op, &r);
                                 results.push(r);
                             }
@@ -308,7 +367,7 @@ async fn create_users(
                 }
                 Err(ApiError::DryRun { .. }) => {
                     for op in chunk {
-                        let r = OpResult { op: op.kind(), target: op.target(), outcome: Outcome::Skipped };
+                        let r = OpResult::new(op, Outcome::Skipped);
                         progress(op, &r);
                         results.push(r);
                     }
@@ -366,7 +425,7 @@ async fn delete_users(
         match res {
             Ok(None) => todo.push(op),
             other => {
-                let r = finish(op, other.map(|o| o.unwrap_or(Outcome::Applied)));
+                let r = finish(op, other.map(|o| (o.unwrap_or(Outcome::Applied), None)));
                 progress(op, &r);
                 results.push(r);
             }
@@ -395,7 +454,7 @@ async fn delete_users(
                                 continue;
                             }
                         };
-                        let r = OpResult { op: op.kind(), target: op.target(), outcome };
+                        let r = OpResult::new(op, outcome);
                         progress(op, &r);
                         results.push(r);
                     }
@@ -403,7 +462,7 @@ async fn delete_users(
                 Ok(None) => single.extend(chunk),
                 Err(ApiError::DryRun { .. }) => {
                     for op in chunk {
-                        let r = OpResult { op: op.kind(), target: op.target(), outcome: Outcome::Skipped };
+                        let r = OpResult::new(op, Outcome::Skipped);
                         progress(op, &r);
                         results.push(r);
                     }
@@ -420,13 +479,11 @@ async fn delete_users(
     let rest = stream::iter(single)
         .map(|op| async move {
             let _g = locks.acquire(&op.resources()).await;
-            let Op::DeleteUser { user_id, .. } = op else { return finish(op, Ok(Outcome::Applied)) };
+            let Op::DeleteUser { user_id, .. } = op else { return finish(op, applied()) };
             let res = client.delete_user(user_id).await.map(|deleted| {
-                if deleted {
-                    Outcome::Applied
-                } else {
-                    Outcome::AlreadyDone { detail: "already deleted".into() }
-                }
+                let o =
+                    if deleted { Outcome::Applied } else { Outcome::AlreadyDone { detail: "already deleted".into() } };
+                (o, None)
             });
             let r = finish(op, res);
             progress(op, &r);

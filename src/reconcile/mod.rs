@@ -44,6 +44,28 @@ pub struct TeamMarker {
     pub metadata_keys: BTreeSet<String>,
 }
 
+/// The metadata keys an operation owns: what to set and what to remove. LiteLLM replaces `metadata` as a whole,
+/// so the applier re-reads the object and applies this patch to its fresh metadata just before writing; a key
+/// someone added meanwhile survives.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MetadataPatch {
+    pub set: Map<String, Value>,
+    pub remove: Vec<String>,
+}
+
+impl MetadataPatch {
+    pub fn apply(&self, base: &Map<String, Value>) -> Map<String, Value> {
+        let mut out = base.clone();
+        for k in &self.remove {
+            out.remove(k);
+        }
+        for (k, v) in &self.set {
+            out.insert(k.clone(), v.clone());
+        }
+        out
+    }
+}
+
 /// Reads a marker; a malformed one (edited by hand, or written by something else) counts as no marker, so the
 /// object is treated as unmanaged and left alone.
 pub fn read_marker<T: for<'de> Deserialize<'de>>(metadata: &Map<String, Value>) -> Option<T> {
@@ -69,5 +91,16 @@ mod tests {
         assert!(read_marker::<UserMarker>(&m).is_none());
         m.insert(MARKER_KEY.into(), serde_json::json!({"source": "s", "external_id": "x", "extra": true}));
         assert_eq!(read_marker::<UserMarker>(&m).map(|m| m.external_id), Some("x".to_string()));
+    }
+
+    #[test]
+    fn metadata_patch_keeps_foreign_keys() {
+        let base: Map<String, Value> =
+            serde_json::from_value(serde_json::json!({"a": 1, "old": 2, "foreign": 3})).unwrap();
+        let p = MetadataPatch {
+            set: serde_json::from_value(serde_json::json!({"a": 10, "new": 4})).unwrap(),
+            remove: vec!["old".into(), "absent".into()],
+        };
+        assert_eq!(serde_json::to_value(p.apply(&base)).unwrap(), serde_json::json!({"a": 10, "foreign": 3, "new": 4}));
     }
 }

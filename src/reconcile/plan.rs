@@ -8,10 +8,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use super::{read_marker, TeamMarker, UserMarker, MARKER_KEY, SCIM_ACTIVE};
+use super::{read_marker, MetadataPatch, TeamMarker, UserMarker, MARKER_KEY, SCIM_ACTIVE};
 use crate::config::{Deprovision, Safety};
 use crate::litellm::types::{MemberSpec, NewUserRequest, TeamRequest, TeamRow, UpdateUserRequest, UserRow};
 use crate::mapper::{normalize_models, DesiredState, DesiredTeam, DesiredUser, ExternalKey, ALL_MODELS};
@@ -36,14 +36,14 @@ pub struct PlanContext<'a> {
     pub allow_mass_deprovision: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Change {
     pub field: String,
     pub from: Value,
     pub to: Value,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Op {
     CreateTeam {
@@ -54,11 +54,15 @@ pub enum Op {
         team_id: String,
         request: TeamRequest,
         changes: Vec<Change>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        metadata_patch: Option<MetadataPatch>,
     },
     CreateUser {
         user_id: String,
         key: ExternalKey,
         request: NewUserRequest,
+        /// Kept for a 409 (exists already → update). Left out of `plan --output json`; the outbox stores it
+        /// beside the operation.
         #[serde(skip)]
         desired: Box<DesiredUser>,
     },
@@ -70,12 +74,14 @@ pub enum Op {
         request: UpdateUserRequest,
         changes: Vec<Change>,
         unblock_keys: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        metadata_patch: Option<MetadataPatch>,
     },
     DeactivateUser {
         user_id: String,
         key: ExternalKey,
         reason: String,
-        metadata: Map<String, Value>,
+        metadata_patch: MetadataPatch,
     },
     DeleteUser {
         user_id: String,
@@ -221,16 +227,17 @@ pub fn plan(desired: &DesiredState, actual: &Actual, cx: &PlanContext<'_>) -> Pl
         if let Some((row, marker)) = managed.get(key) {
             resolved.insert(key, row.user_id.clone());
             if d.active {
-                let (request, changes, unblock_keys) = user_update(d, row, Some(marker));
-                if !request.is_empty() || !unblock_keys.is_empty() {
+                let u = user_update(d, row, Some(marker));
+                if !u.request.is_empty() || !u.unblock_keys.is_empty() {
                     let reactivating = marker.deactivated_at.is_some() || scim_inactive(&row.metadata);
                     ops.push(Op::UpdateUser {
                         user_id: row.user_id.clone(),
                         key: key.clone(),
                         reason: if reactivating { "reactivate" } else { "update" }.into(),
-                        request,
-                        changes,
-                        unblock_keys,
+                        request: u.request,
+                        changes: u.changes,
+                        unblock_keys: u.unblock_keys,
+                        metadata_patch: u.metadata_patch,
                     });
                 }
             } else if let Some(op) = deprovision(row, marker, key, "disabled in the source", cx) {
@@ -244,14 +251,15 @@ pub fn plan(desired: &DesiredState, actual: &Actual, cx: &PlanContext<'_>) -> Pl
                 )),
                 None if cx.safety.adopt_existing && d.active => {
                     resolved.insert(key, row.user_id.clone());
-                    let (request, changes, _) = user_update(d, row, None);
+                    let u = user_update(d, row, None);
                     ops.push(Op::UpdateUser {
                         user_id: row.user_id.clone(),
                         key: key.clone(),
                         reason: "adopt".into(),
-                        request,
-                        changes,
+                        request: u.request,
+                        changes: u.changes,
                         unblock_keys: Vec::new(),
+                        metadata_patch: u.metadata_patch,
                     });
                 }
                 None if d.active => p.notes.push(format!(
@@ -321,9 +329,9 @@ pub fn plan(desired: &DesiredState, actual: &Actual, cx: &PlanContext<'_>) -> Pl
                     ));
                     continue;
                 }
-                let (request, changes) = team_update(dt, row, marker.as_ref());
+                let (request, changes, metadata_patch) = team_update(dt, row, marker.as_ref());
                 if !changes.is_empty() {
-                    ops.push(Op::UpdateTeam { team_id: dt.team_id.clone(), request, changes });
+                    ops.push(Op::UpdateTeam { team_id: dt.team_id.clone(), request, changes, metadata_patch });
                 }
                 Some(*row)
             }
@@ -430,10 +438,11 @@ fn deprovision(row: &UserRow, marker: &UserMarker, key: &ExternalKey, why: &str,
             _ => {
                 let mut m = marker.clone();
                 m.deactivated_at = Some(cx.now);
-                let mut metadata = row.metadata.clone();
-                metadata.insert(SCIM_ACTIVE.into(), Value::Bool(false));
-                metadata.insert(MARKER_KEY.into(), serde_json::to_value(&m).unwrap_or(Value::Null));
-                Some(Op::DeactivateUser { user_id, key: key.clone(), reason: why.to_string(), metadata })
+                let mut set = Map::new();
+                set.insert(SCIM_ACTIVE.into(), Value::Bool(false));
+                set.insert(MARKER_KEY.into(), serde_json::to_value(&m).unwrap_or(Value::Null));
+                let metadata_patch = MetadataPatch { set, remove: Vec::new() };
+                Some(Op::DeactivateUser { user_id, key: key.clone(), reason: why.to_string(), metadata_patch })
             }
         },
     }
@@ -530,14 +539,19 @@ fn mmb_eq(actual: &Map<String, Value>, desired: &BTreeMap<String, f64>) -> bool 
             .all(|(k, v)| actual.get(k).and_then(Value::as_f64).is_some_and(|a| money_eq(Some(a), Some(*v))))
 }
 
+/// What [`user_update`] computed.
+pub struct UserUpdate {
+    pub request: UpdateUserRequest,
+    pub changes: Vec<Change>,
+    /// Keys blocked at deactivation, to unblock on reactivation.
+    pub unblock_keys: Vec<String>,
+    /// Set when metadata changes: the applier re-bases it on a fresh read.
+    pub metadata_patch: Option<MetadataPatch>,
+}
+
 /// The update that brings `actual` to `desired`: changed owned fields, fields owned last time but no longer
-/// (reset where LiteLLM can clear them), and merged metadata. Returns the request, the changes for display
-/// and the keys to unblock on reactivation. Also used by the applier after a 409 on create.
-pub fn user_update(
-    d: &DesiredUser,
-    actual: &UserRow,
-    old: Option<&UserMarker>,
-) -> (UpdateUserRequest, Vec<Change>, Vec<String>) {
+/// (reset where LiteLLM can clear them), and merged metadata. Also used by the applier after a 409 on create.
+pub fn user_update(d: &DesiredUser, actual: &UserRow, old: Option<&UserMarker>) -> UserUpdate {
     let f = &d.fields;
     let mut req = UpdateUserRequest { user_id: actual.user_id.clone(), ..Default::default() };
     let mut changes = Vec::new();
@@ -647,22 +661,24 @@ pub fn user_update(
     }
 
     // Metadata: keep foreign keys, drop keys we owned and no longer want, set ours, and re-activate.
-    let mut merged = actual.metadata.clone();
+    let mut patch = MetadataPatch::default();
     for k in old.map(|m| &m.metadata_keys).into_iter().flatten() {
         if !f.metadata.contains_key(k) {
-            merged.remove(k);
+            patch.remove.push(k.clone());
         }
     }
     for (k, v) in &f.metadata {
-        merged.insert(k.clone(), v.clone());
+        patch.set.insert(k.clone(), v.clone());
     }
-    let unblock = if old.is_some_and(|m| m.deactivated_at.is_some()) || scim_inactive(&merged) {
-        merged.remove(SCIM_ACTIVE);
+    let unblock = if old.is_some_and(|m| m.deactivated_at.is_some()) || scim_inactive(&actual.metadata) {
+        patch.remove.push(SCIM_ACTIVE.into());
         old.map(|m| m.blocked_keys.clone()).unwrap_or_default()
     } else {
         Vec::new()
     };
-    merged.insert(MARKER_KEY.into(), serde_json::to_value(marker_for(d)).unwrap_or(Value::Null));
+    patch.set.insert(MARKER_KEY.into(), serde_json::to_value(marker_for(d)).unwrap_or(Value::Null));
+    let merged = patch.apply(&actual.metadata);
+    let mut metadata_patch = None;
     if merged != actual.metadata {
         let keys: BTreeSet<&String> = merged.keys().chain(actual.metadata.keys()).collect();
         for k in keys {
@@ -672,8 +688,9 @@ pub fn user_update(
             }
         }
         req.metadata = Some(merged);
+        metadata_patch = Some(patch);
     }
-    (req, changes, unblock)
+    UserUpdate { request: req, changes, unblock_keys: unblock, metadata_patch }
 }
 
 fn team_marker(dt: &DesiredTeam) -> Value {
@@ -701,7 +718,11 @@ fn new_team_request(dt: &DesiredTeam) -> TeamRequest {
     }
 }
 
-fn team_update(dt: &DesiredTeam, row: &TeamRow, old: Option<&TeamMarker>) -> (TeamRequest, Vec<Change>) {
+fn team_update(
+    dt: &DesiredTeam,
+    row: &TeamRow,
+    old: Option<&TeamMarker>,
+) -> (TeamRequest, Vec<Change>, Option<MetadataPatch>) {
     let mut req = TeamRequest { team_id: dt.team_id.clone(), ..Default::default() };
     let mut changes = Vec::new();
     let mut change = |field: &str, from: Value, to: Value| changes.push(Change { field: field.into(), from, to });
@@ -735,21 +756,24 @@ fn team_update(dt: &DesiredTeam, row: &TeamRow, old: Option<&TeamMarker>) -> (Te
         req.rpm_limit = dt.rpm_limit;
         change("rpm_limit", json!(row.rpm_limit), json!(dt.rpm_limit));
     }
-    let mut merged = row.metadata.clone();
+    let mut patch = MetadataPatch::default();
     for k in old.map(|m| &m.metadata_keys).into_iter().flatten() {
         if !dt.metadata.contains_key(k) {
-            merged.remove(k);
+            patch.remove.push(k.clone());
         }
     }
     for (k, v) in &dt.metadata {
-        merged.insert(k.clone(), v.clone());
+        patch.set.insert(k.clone(), v.clone());
     }
-    merged.insert(MARKER_KEY.into(), team_marker(dt));
+    patch.set.insert(MARKER_KEY.into(), team_marker(dt));
+    let merged = patch.apply(&row.metadata);
+    let mut metadata_patch = None;
     if merged != row.metadata {
         change("metadata", Value::Object(row.metadata.clone()), Value::Object(merged.clone()));
         req.metadata = Some(merged);
+        metadata_patch = Some(patch);
     }
-    (req, changes)
+    (req, changes, metadata_patch)
 }
 
 #[cfg(test)]

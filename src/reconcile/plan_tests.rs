@@ -143,7 +143,7 @@ fn each_owned_field_is_diffed() {
     for (field, mutate, to) in cases {
         let mut row = synced(&d);
         mutate(&mut row);
-        let (req, changes, _) = user_update(&d, &row, read_marker(&row.metadata).as_ref());
+        let UserUpdate { request: req, changes, .. } = user_update(&d, &row, read_marker(&row.metadata).as_ref());
         let names: Vec<&str> = changes.iter().map(|c| c.field.as_str()).collect();
         assert_eq!(names, vec![field], "changing {field}");
         assert_eq!(changes[0].to, to, "{field}");
@@ -166,14 +166,14 @@ fn equivalent_values_are_not_changes() {
     let mut row = synced(&d);
     row.max_budget = Some(10.000000000001); // float noise
     row.models = vec!["gpt-4o".into(), "gpt-4o".into()];
-    let (req, changes, _) = user_update(&d, &row, read_marker(&row.metadata).as_ref());
+    let UserUpdate { request: req, changes, .. } = user_update(&d, &row, read_marker(&row.metadata).as_ref());
     assert!(req.is_empty() && changes.is_empty(), "{changes:?}");
     // "All models" is [] or ["all-proxy-models"].
     let mut all = want("2", "bob");
     all.fields.models = Some(vec![ALL_MODELS.into()]);
     let mut row = synced(&all);
     row.models = vec![];
-    assert!(user_update(&all, &row, read_marker(&row.metadata).as_ref()).0.is_empty());
+    assert!(user_update(&all, &row, read_marker(&row.metadata).as_ref()).request.is_empty());
 }
 
 #[test]
@@ -182,7 +182,7 @@ fn fields_no_longer_owned_are_reset_where_litellm_can_clear_them() {
     let row = synced(&full);
     let mut bare = full.clone();
     bare.fields = Grants::default();
-    let (req, _, _) = user_update(&bare, &row, read_marker(&row.metadata).as_ref());
+    let req = user_update(&bare, &row, read_marker(&row.metadata).as_ref()).request;
     let body = serde_json::to_value(&req).unwrap();
     assert_eq!(body["max_budget"], Value::Null);
     assert!(body.as_object().unwrap().contains_key("max_budget"), "null is sent to clear");
@@ -197,7 +197,7 @@ fn fields_no_longer_owned_are_reset_where_litellm_can_clear_them() {
     // A field the user never had from us is left alone.
     let mut foreign = row.clone();
     foreign.metadata.insert(MARKER_KEY.into(), json!({"source": "corp", "external_id": "1"}));
-    let (req, _, _) = user_update(&bare, &foreign, read_marker(&foreign.metadata).as_ref());
+    let req = user_update(&bare, &foreign, read_marker(&foreign.metadata).as_ref()).request;
     assert!(req.max_budget.is_none() && req.models.is_none());
 }
 
@@ -207,11 +207,14 @@ fn foreign_metadata_keys_survive() {
     let mut row = synced(&d);
     row.metadata.insert("cost_center".into(), json!("42"));
     row.max_budget = Some(1.0);
-    let (req, _, _) = user_update(&d, &row, read_marker(&row.metadata).as_ref());
+    let req = user_update(&d, &row, read_marker(&row.metadata).as_ref()).request;
     assert!(req.metadata.is_none(), "metadata unchanged, not sent");
     let mut d2 = d.clone();
     d2.fields.metadata.insert("dept".into(), json!("sales"));
-    let (req, _, _) = user_update(&d2, &row, read_marker(&row.metadata).as_ref());
+    let req = user_update(&d2, &row, read_marker(&row.metadata).as_ref()).request;
+    let u = user_update(&d2, &row, read_marker(&row.metadata).as_ref());
+    let patch = u.metadata_patch.unwrap();
+    assert!(!patch.set.contains_key("cost_center"), "foreign keys are not in the patch: a fresh read supplies them");
     let md = req.metadata.unwrap();
     assert_eq!(md["cost_center"], json!("42"));
     assert_eq!(md["dept"], json!("sales"));
@@ -267,12 +270,14 @@ fn missing_and_disabled_users_are_deactivated_then_deleted_after_grace() {
     let actual = Actual { users: vec![synced(&a), synced(&b)], teams: vec![] };
     let p = run(&state(vec![b_disabled.clone()]), &actual, &safety(), 1);
     assert_eq!(kinds(&p), vec!["deactivate_user", "deactivate_user"]);
-    for op in &p.ops {
-        let Op::DeactivateUser { metadata, .. } = op else { unreachable!() };
+    for (op, row) in p.ops.iter().zip(&actual.users) {
+        let Op::DeactivateUser { metadata_patch, .. } = op else { unreachable!() };
+        let metadata = metadata_patch.apply(&row.metadata);
         assert_eq!(metadata[SCIM_ACTIVE], json!(false));
-        let m: UserMarker = read_marker(metadata).unwrap();
+        let m: UserMarker = read_marker(&metadata).unwrap();
         assert_eq!(m.deactivated_at, Some(now()));
         assert_eq!(metadata["dept"], json!("eng"), "other metadata kept");
+        assert!(!metadata_patch.set.contains_key("dept"), "only our keys are in the patch");
     }
     // Already deactivated: nothing until the grace period has passed.
     let deactivated = |d: &DesiredUser, at: DateTime<Utc>| {
@@ -305,8 +310,9 @@ fn returning_users_are_reactivated_and_their_keys_unblocked() {
     row.metadata.insert(MARKER_KEY.into(), serde_json::to_value(m).unwrap());
     row.metadata.insert(SCIM_ACTIVE.into(), json!(false));
     let p = run(&state(vec![a]), &Actual { users: vec![row], teams: vec![] }, &safety(), 1);
-    let Op::UpdateUser { reason, unblock_keys, request, .. } = &p.ops[0] else { panic!("{:?}", p.ops) };
+    let Op::UpdateUser { reason, unblock_keys, request, metadata_patch, .. } = &p.ops[0] else { panic!("{:?}", p.ops) };
     assert_eq!(reason, "reactivate");
+    assert!(metadata_patch.as_ref().unwrap().remove.contains(&SCIM_ACTIVE.to_string()));
     assert_eq!(unblock_keys, &vec!["hash1".to_string()]);
     let md = request.metadata.as_ref().unwrap();
     assert!(!md.contains_key(SCIM_ACTIVE));
