@@ -8,6 +8,7 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod directory;
 pub mod engine;
 pub mod http;
 pub mod litellm;
