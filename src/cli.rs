@@ -180,7 +180,11 @@ async fn cmd_sync(cfg: &Config, a: &SyncArgs) -> anyhow::Result<u8> {
             pb.set_message(r.target.clone());
         }
     };
-    let opts = ApplyOptions { concurrency: cfg.litellm.concurrency, adopt_existing: cfg.safety.adopt_existing };
+    let opts = ApplyOptions {
+        concurrency: cfg.litellm.concurrency,
+        adopt_existing: cfg.safety.adopt_existing,
+        ..Default::default()
+    };
     let report = apply(&c, &pass.plan.ops, &opts, &tick).await;
     if let Some(pb) = bar {
         pb.finish_and_clear();

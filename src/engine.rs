@@ -75,7 +75,7 @@ pub async fn compute(
     plan_snapshots(cfg, client, sources, snapshots, failures, now, allow_mass_deprovision).await
 }
 
-/// Plans from snapshots already read (the daemon reads them in its source tasks).
+/// Plans from snapshots already read, against a fresh LiteLLM listing.
 pub async fn plan_snapshots(
     cfg: &Config,
     client: &Client,
@@ -85,12 +85,25 @@ pub async fn plan_snapshots(
     now: DateTime<Utc>,
     allow_mass_deprovision: bool,
 ) -> Result<Pass, EngineError> {
-    let desired = Mapper::new(cfg).map(&snapshots);
     let actual = read_actual(client).await?;
+    Ok(plan_pass(cfg, sources, snapshots, failures, actual, now, allow_mass_deprovision))
+}
+
+/// The pure part of a pass: map the snapshots and plan against `actual` (a listing, or the daemon's ledger).
+pub fn plan_pass(
+    cfg: &Config,
+    sources: Vec<String>,
+    snapshots: Vec<Snapshot>,
+    failures: Vec<SourceError>,
+    actual: Actual,
+    now: DateTime<Utc>,
+    allow_mass_deprovision: bool,
+) -> Pass {
+    let desired = Mapper::new(cfg).map(&snapshots);
     let complete_sources: BTreeSet<String> = snapshots.iter().map(|s| s.source.clone()).collect();
     let source_user_counts: BTreeMap<String, usize> =
         snapshots.iter().map(|s| (s.source.clone(), s.users.len())).collect();
     let cx = PlanContext { safety: &cfg.safety, now, complete_sources, source_user_counts, allow_mass_deprovision };
     let plan = plan(&desired, &actual, &cx);
-    Ok(Pass { sources, snapshots, failures, desired, actual, plan })
+    Pass { sources, snapshots, failures, desired, actual, plan }
 }

@@ -25,7 +25,7 @@ async fn metrics(State(s): State<Arc<Shared>>) -> impl IntoResponse {
 }
 
 async fn readyz(State(s): State<Arc<Shared>>) -> impl IntoResponse {
-    let failed = s.readiness_failures();
+    let failed = s.readiness_failures().await;
     if failed.is_empty() {
         (StatusCode::OK, Json(json!({"ready": true})))
     } else {

@@ -109,6 +109,15 @@ pub struct Config {
     pub store: StoreConfig,
     pub server: ServerConfig,
     pub log: LogConfig,
+    pub drift: DriftConfig,
+}
+
+/// The daemon's periodic drift check: list all of LiteLLM, replace the ledger, and repair managed fields that
+/// were changed by hand.
+#[derive(Debug, Clone)]
+pub struct DriftConfig {
+    /// Cron expression, seconds first; none disables the check.
+    pub schedule: Option<String>,
 }
 
 #[derive(Debug, Clone)]

@@ -127,7 +127,7 @@ fn split(map: &Map<String, Value>, keys: &[&str]) -> (Map<String, Value>, Map<St
 }
 
 const SECTIONS: &[&str] =
-    &["litellm", "sources", "rules", "defaults", "precedence", "scope", "safety", "store", "server", "log"];
+    &["litellm", "sources", "rules", "defaults", "precedence", "scope", "safety", "store", "server", "log", "drift"];
 
 /// Validates a raw configuration tree. Pure: no IO, no clock.
 pub fn validate(raw: &Value) -> Result<Config, Vec<Problem>> {
@@ -203,10 +203,11 @@ pub fn validate(raw: &Value) -> Result<Config, Vec<Problem>> {
     let store = store_section(&mut cx, section("store"));
     let server = server_section(&mut cx, section("server"));
     let log = log_section(&mut cx, section("log"));
+    let drift = drift_section(&mut cx, section("drift"));
 
     match (cx.problems.is_empty(), litellm) {
         (true, Some(litellm)) => {
-            Ok(Config { litellm, sources, rules, defaults, precedence, scope, safety, store, server, log })
+            Ok(Config { litellm, sources, rules, defaults, precedence, scope, safety, store, server, log, drift })
         }
         _ => Err(cx.problems),
     }
@@ -807,6 +808,21 @@ fn server_section(cx: &mut Ctx, v: Value) -> ServerConfig {
         }),
     };
     ServerConfig { listen, shutdown_grace, unready_after }
+}
+
+#[derive(Deserialize, Default)]
+struct RawDrift {
+    schedule: Option<String>,
+    enabled: Option<bool>,
+}
+
+fn drift_section(cx: &mut Ctx, v: Value) -> DriftConfig {
+    let raw: RawDrift = cx.de("drift", v).unwrap_or_default();
+    let schedule = raw.schedule.unwrap_or_else(|| "0 7 * * * *".to_string());
+    if let Err(e) = check_cron(&schedule) {
+        cx.problem("drift.schedule", e);
+    }
+    DriftConfig { schedule: raw.enabled.unwrap_or(true).then_some(schedule) }
 }
 
 #[derive(Deserialize)]

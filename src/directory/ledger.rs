@@ -27,22 +27,21 @@ pub enum LedgerWrite {
 }
 
 impl Ledger {
-    /// The managed objects (those with a marker) of a full LiteLLM listing.
+    /// A full LiteLLM listing. Unmanaged objects are kept too, so that a ledger-based plan still knows which
+    /// ids are taken by users and teams litellm-sync must not touch.
     pub fn from_actual(a: &Actual) -> Ledger {
         Ledger {
-            users: a
-                .users
-                .iter()
-                .filter(|u| read_marker::<UserMarker>(&u.metadata).is_some())
-                .map(|u| (u.user_id.clone(), u.clone()))
-                .collect(),
-            teams: a
-                .teams
-                .iter()
-                .filter(|t| read_marker::<TeamMarker>(&t.metadata).is_some())
-                .map(|t| (t.team_id.clone(), t.clone()))
-                .collect(),
+            users: a.users.iter().map(|u| (u.user_id.clone(), u.clone())).collect(),
+            teams: a.teams.iter().map(|t| (t.team_id.clone(), t.clone())).collect(),
         }
+    }
+
+    pub fn managed_teams(&self) -> usize {
+        self.teams.values().filter(|t| read_marker::<TeamMarker>(&t.metadata).is_some()).count()
+    }
+
+    pub fn managed_users(&self) -> usize {
+        self.users.values().filter(|u| read_marker::<UserMarker>(&u.metadata).is_some()).count()
     }
 
     pub fn actual(&self) -> Actual {
@@ -330,7 +329,7 @@ mod tests {
     }
 
     #[test]
-    fn failures_change_nothing_and_listings_keep_only_managed_objects() {
+    fn failures_change_nothing_and_listings_keep_unmanaged_ids() {
         let d = desired();
         let mut ledger = Ledger::default();
         let ops = run_plan(&d, &ledger.actual(), true);
@@ -342,6 +341,8 @@ mod tests {
         assert!(ledger.users.is_empty());
         let foreign = UserRow { user_id: "bob".into(), ..empty_user() };
         let a = Actual { users: vec![foreign], teams: vec![] };
-        assert!(Ledger::from_actual(&a).users.is_empty());
+        let l = Ledger::from_actual(&a);
+        assert_eq!(l.users.len(), 1);
+        assert_eq!(l.managed_users(), 0);
     }
 }

@@ -25,6 +25,10 @@ pub enum Outcome {
     },
     /// Dry run: everything ran but the write.
     Skipped,
+    /// Not attempted: shutdown began, or LiteLLM was found unreachable earlier in this run. Stays in the outbox.
+    Deferred {
+        reason: String,
+    },
     Failed {
         class: String,
         error: String,
@@ -62,10 +66,47 @@ impl ApplyReport {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ApplyOptions {
     pub concurrency: usize,
     pub adopt_existing: bool,
+    /// Stop starting operations once this is cancelled (shutdown); the rest come back `Deferred`.
+    pub stop: Option<tokio_util::sync::CancellationToken>,
+    /// After an operation fails because LiteLLM is unreachable (retries exhausted), defer the rest instead of
+    /// waiting out the retries of each one (the daemon's outbox keeps them).
+    pub defer_when_unavailable: bool,
+}
+
+/// Decides whether an operation may still start.
+struct Gate<'a> {
+    opts: &'a ApplyOptions,
+    unavailable: std::sync::atomic::AtomicBool,
+}
+
+impl Gate<'_> {
+    fn closed(&self) -> Option<Outcome> {
+        if self.opts.stop.as_ref().is_some_and(|t| t.is_cancelled()) {
+            return Some(Outcome::Deferred { reason: "shutting down".into() });
+        }
+        if self.unavailable.load(std::sync::atomic::Ordering::Relaxed) {
+            return Some(Outcome::Deferred { reason: "LiteLLM unreachable".into() });
+        }
+        None
+    }
+
+    fn note_error(&self, e: &ApiError) {
+        if self.opts.defer_when_unavailable && e.class() == ErrorClass::Retryable {
+            self.unavailable.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    fn note(&self, r: &OpResult) {
+        if self.opts.defer_when_unavailable
+            && matches!(&r.outcome, Outcome::Failed { class, .. } if class == "retryable")
+        {
+            self.unavailable.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
 }
 
 /// Per-resource locks; acquired in sorted order so two operations cannot deadlock.
@@ -93,6 +134,8 @@ pub type Progress<'a> = &'a (dyn Fn(&Op, &OpResult) + Sync);
 
 pub async fn apply(client: &Client, ops: &[Op], opts: &ApplyOptions, progress: Progress<'_>) -> ApplyReport {
     let locks = Locks::default();
+    let gate = Gate { opts, unavailable: std::sync::atomic::AtomicBool::new(false) };
+    let gate = &gate;
     let mut report = ApplyReport::default();
     let mut phases: Vec<Vec<&Op>> = Vec::new();
     for op in ops {
@@ -102,14 +145,26 @@ pub async fn apply(client: &Client, ops: &[Op], opts: &ApplyOptions, progress: P
         }
     }
     for phase in phases {
+        if let Some(deferred) = gate.closed() {
+            for op in phase {
+                let r = OpResult::new(op, deferred.clone());
+                progress(op, &r);
+                report.results.push(r);
+            }
+            continue;
+        }
         let results = match phase[0] {
-            Op::CreateUser { .. } => create_users(client, &phase, opts, &locks, progress).await,
-            Op::DeleteUser { .. } => delete_users(client, &phase, opts, &locks, progress).await,
+            Op::CreateUser { .. } => create_users(client, &phase, opts, &locks, gate, progress).await,
+            Op::DeleteUser { .. } => delete_users(client, &phase, opts, &locks, gate, progress).await,
             _ => {
                 stream::iter(phase)
                     .map(|op| async {
                         let _g = locks.acquire(&op.resources()).await;
-                        let r = finish(op, run_one(client, op, opts).await);
+                        let r = match gate.closed() {
+                            Some(d) => OpResult::new(op, d),
+                            None => finish(op, run_one(client, op, opts).await),
+                        };
+                        gate.note(&r);
                         progress(op, &r);
                         r
                     })
@@ -313,6 +368,7 @@ async fn create_users(
     ops: &[&Op],
     opts: &ApplyOptions,
     locks: &Locks,
+    gate: &Gate<'_>,
     progress: Progress<'_>,
 ) -> Vec<OpResult> {
     let mut results = Vec::with_capacity(ops.len());
@@ -323,6 +379,10 @@ async fn create_users(
     let mut conflicts: Vec<(&Op, String)> = Vec::new();
     if bulkable.len() > 1 {
         for chunk in bulkable.chunks(BULK_MAX) {
+            if gate.closed().is_some() {
+                fallback.extend(chunk);
+                continue;
+            }
             let rows: Vec<NewUserRequest> = chunk
                 .iter()
                 .filter_map(|op| match op {
@@ -376,6 +436,7 @@ async fn create_users(
                 // sink the rest, and a retried batch that half-landed resolves through the 409 path.
                 Err(e) => {
                     tracing::warn!(error = %e, "Bulk create failed; creating these users one by one");
+                    gate.note_error(&e);
                     fallback.extend(chunk);
                 }
             }
@@ -388,11 +449,17 @@ async fn create_users(
     )
     .map(|(op, conflict)| async move {
         let _g = locks.acquire(&op.resources()).await;
+        if let Some(d) = gate.closed() {
+            let r = OpResult::new(op, d);
+            progress(op, &r);
+            return r;
+        }
         let res = match conflict {
             Some(why) => resolve_conflict(client, op, opts, &why).await,
             None => create_one(client, op, opts).await,
         };
         let r = finish(op, res);
+        gate.note(&r);
         progress(op, &r);
         r
     })
@@ -408,6 +475,7 @@ async fn delete_users(
     ops: &[&Op],
     opts: &ApplyOptions,
     locks: &Locks,
+    gate: &Gate<'_>,
     progress: Progress<'_>,
 ) -> Vec<OpResult> {
     // Re-read every user first; only those still ours are deleted.
@@ -424,6 +492,12 @@ async fn delete_users(
     for (op, res) in checked {
         match res {
             Ok(None) => todo.push(op),
+            Err(e) if gate.opts.defer_when_unavailable && e.class() == ErrorClass::Retryable => {
+                gate.note_error(&e);
+                let r = OpResult::new(op, Outcome::Deferred { reason: "LiteLLM unreachable".into() });
+                progress(op, &r);
+                results.push(r);
+            }
             other => {
                 let r = finish(op, other.map(|o| (o.unwrap_or(Outcome::Applied), None)));
                 progress(op, &r);
@@ -434,6 +508,10 @@ async fn delete_users(
     let mut single: Vec<&Op> = Vec::new();
     if todo.len() > 1 {
         for chunk in todo.chunks(BULK_MAX) {
+            if gate.closed().is_some() {
+                single.extend(chunk);
+                continue;
+            }
             let ids: Vec<String> = chunk.iter().map(|op| target_id(op)).collect();
             match client.bulk_delete(&ids).await {
                 Ok(Some(rows)) => {
@@ -469,6 +547,7 @@ async fn delete_users(
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "Bulk delete failed; deleting these users one by one");
+                    gate.note_error(&e);
                     single.extend(chunk);
                 }
             }
@@ -479,6 +558,11 @@ async fn delete_users(
     let rest = stream::iter(single)
         .map(|op| async move {
             let _g = locks.acquire(&op.resources()).await;
+            if let Some(d) = gate.closed() {
+                let r = OpResult::new(op, d);
+                progress(op, &r);
+                return r;
+            }
             let Op::DeleteUser { user_id, .. } = op else { return finish(op, applied()) };
             let res = client.delete_user(user_id).await.map(|deleted| {
                 let o =
@@ -486,6 +570,7 @@ async fn delete_users(
                 (o, None)
             });
             let r = finish(op, res);
+            gate.note(&r);
             progress(op, &r);
             r
         })

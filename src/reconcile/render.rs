@@ -150,6 +150,10 @@ pub fn report_text(report: &ApplyReport) -> String {
             Outcome::Applied => applied += 1,
             Outcome::AlreadyDone { .. } => done += 1,
             Outcome::Skipped => skipped += 1,
+            Outcome::Deferred { reason } => {
+                failed += 1;
+                let _ = writeln!(out, "  ✗ {} {}: deferred ({reason})", r.op, r.target);
+            }
             Outcome::Failed { error, .. } => {
                 failed += 1;
                 let _ = writeln!(out, "  ✗ {} {}: {error}", r.op, r.target);

@@ -27,9 +27,15 @@ impl AuditLog {
         Ok(AuditLog { out: Mutex::new(out) })
     }
 
-    /// Records one applied (or failed) operation.
+    /// Records one applied operation, or one LiteLLM refused for good. Attempts that will be retried (LiteLLM
+    /// unreachable, shutdown) are not changes: they are in the logs and metrics, not in the audit trail.
     pub fn record(&self, run_id: &str, source: &str, op: &Op, result: &OpResult) {
-        if matches!(result.outcome, Outcome::Skipped) {
+        let final_outcome = match &result.outcome {
+            Outcome::Applied | Outcome::AlreadyDone { .. } => true,
+            Outcome::Failed { class, .. } => class != "retryable",
+            Outcome::Skipped | Outcome::Deferred { .. } => false,
+        };
+        if !final_outcome {
             return;
         }
         let line = audit_line(run_id, source, op, result);
@@ -55,4 +61,38 @@ pub fn audit_line(run_id: &str, source: &str, op: &Op, result: &OpResult) -> Val
         "outcome": result.outcome,
         "change": detail,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reconcile::apply::OpResult;
+
+    #[test]
+    fn lines_are_json_and_carry_no_secret() {
+        let op = Op::RemoveMember { team_id: "eng".into(), user_id: "alice".into() };
+        let r = OpResult { op: op.kind(), target: op.target(), outcome: Outcome::Applied, written_metadata: None };
+        let line = audit_line("run-1", "corp", &op, &r);
+        assert_eq!(line["op"], "remove_member");
+        assert_eq!(line["target"], "team eng member alice");
+        assert_eq!(line["outcome"]["result"], "applied");
+        assert_eq!(line["change"]["user_id"], "alice");
+        assert!(!line.to_string().contains("sk-"));
+    }
+
+    #[test]
+    fn only_final_outcomes_are_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = AuditLog::open(&path).unwrap();
+        let op = Op::RemoveMember { team_id: "eng".into(), user_id: "alice".into() };
+        let with = |outcome| OpResult { op: op.kind(), target: op.target(), outcome, written_metadata: None };
+        log.record("r", "corp", &op, &with(Outcome::Deferred { reason: "down".into() }));
+        log.record("r", "corp", &op, &with(Outcome::Failed { class: "retryable".into(), error: "down".into() }));
+        log.record("r", "corp", &op, &with(Outcome::Skipped));
+        log.record("r", "corp", &op, &with(Outcome::Applied));
+        log.record("r", "corp", &op, &with(Outcome::Failed { class: "invalid".into(), error: "no".into() }));
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
+    }
 }

@@ -26,6 +26,8 @@ pub struct Metrics {
     pub drift_repaired: IntCounterVec,
     pub errors: IntCounterVec,
     pub source_users: IntGaugeVec,
+    pub outbox_depth: IntGaugeVec,
+    pub outbox_oldest_age: IntGauge,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntCounterVec> {
@@ -129,6 +131,20 @@ impl Metrics {
                 "Users in the source's last complete snapshot",
                 &["source"],
             )?,
+            outbox_depth: gauge(
+                &r,
+                "litellm_sync_outbox_depth",
+                "Operations in the outbox: pending (waiting for LiteLLM) or failed (refused; retried at the next resync)",
+                &["status"],
+            )?,
+            outbox_oldest_age: {
+                let g = IntGauge::new(
+                    "litellm_sync_outbox_oldest_age_seconds",
+                    "Age of the oldest pending operation in the outbox (0 when empty)",
+                )?;
+                r.register(Box::new(g.clone()))?;
+                g
+            },
             registry: r,
         })
     }
