@@ -36,8 +36,6 @@ use crate::sources::Source;
 use crate::telemetry::audit::AuditLog;
 use crate::telemetry::metrics::Metrics;
 
-/// How often LiteLLM is probed for `/readyz`.
-const PROBE_EVERY: Duration = Duration::from_secs(15);
 /// Work waiting for the reconciler; senders wait (backpressure) beyond this.
 const CHANNEL_CAPACITY: usize = 16;
 /// Outbox retry backoff bounds.
@@ -73,7 +71,7 @@ impl Shared {
         match &*self.litellm.lock().unwrap_or_else(|p| p.into_inner()) {
             None => failed.push("litellm: not probed yet".to_string()),
             Some((_, Err(e))) => failed.push(format!("litellm: {e}")),
-            Some((at, Ok(()))) if at.elapsed() > PROBE_EVERY * 4 => {
+            Some((at, Ok(()))) if at.elapsed() > self.cfg.server.probe_interval * 4 => {
                 failed.push(format!("litellm: last successful probe {}s ago", at.elapsed().as_secs()))
             }
             Some(_) => {}
@@ -266,7 +264,7 @@ async fn probe_litellm(client: Client, shared: Arc<Shared>, token: CancellationT
         *shared.litellm.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), r));
         tokio::select! {
             _ = token.cancelled() => return,
-            _ = tokio::time::sleep(PROBE_EVERY) => {}
+            _ = tokio::time::sleep(shared.cfg.server.probe_interval) => {}
         }
     }
 }

@@ -334,6 +334,8 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// `/readyz` turns unready when a source's runs have been failing for longer than this.
     pub unready_after: Duration,
+    /// How often LiteLLM is probed for `/readyz`.
+    pub probe_interval: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -793,6 +793,7 @@ struct RawServer {
     listen: Option<String>,
     shutdown_grace: Option<String>,
     unready_after: Option<String>,
+    probe_interval: Option<String>,
 }
 
 fn server_section(cx: &mut Ctx, v: Value) -> ServerConfig {
@@ -800,6 +801,7 @@ fn server_section(cx: &mut Ctx, v: Value) -> ServerConfig {
     let raw: RawServer = cx.de("server", v).unwrap_or_default();
     let shutdown_grace = cx.duration("server.shutdown_grace", raw.shutdown_grace.as_deref(), Duration::from_secs(30));
     let unready_after = cx.duration("server.unready_after", raw.unready_after.as_deref(), Duration::from_secs(900));
+    let probe_interval = cx.duration("server.probe_interval", raw.probe_interval.as_deref(), Duration::from_secs(15));
     let listen = match raw.listen {
         None => default,
         Some(s) => s.parse().unwrap_or_else(|e| {
@@ -807,7 +809,7 @@ fn server_section(cx: &mut Ctx, v: Value) -> ServerConfig {
             default
         }),
     };
-    ServerConfig { listen, shutdown_grace, unready_after }
+    ServerConfig { listen, shutdown_grace, unready_after, probe_interval }
 }
 
 #[derive(Deserialize, Default)]
