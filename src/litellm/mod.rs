@@ -260,10 +260,10 @@ impl Client {
 
     /// Every user, enumerated by `user_id` order (the only total order, litellm-api.md §2.6) with pages fetched
     /// concurrently, and de-duplicated by id. When the total moves while paging (users created or deleted
-    /// meanwhile), the listing is repeated, up to three times.
+    /// meanwhile), the listing is read once more; a user a shifted page still hides only costs a 409 → update.
     pub async fn list_users(&self) -> Result<Vec<UserRow>, ApiError> {
         let mut last = Vec::new();
-        for _ in 0..3 {
+        for _ in 0..2 {
             let (users, consistent) = self.list_users_once().await?;
             if consistent {
                 return Ok(users);

@@ -293,7 +293,13 @@ impl LdapSource {
             disabled = stats.disabled, skipped = stats.skipped_entries, "LDAP snapshot read");
         let snapshot = Snapshot {
             source: self.name.clone(),
-            users: users.into_iter().map(|u| u.identity).collect(),
+            // A fresh, exactly sized vector: collecting in place would keep the larger records' buffer (and its
+            // growth slack) alive for the snapshot's lifetime.
+            users: {
+                let mut v = Vec::with_capacity(users.len());
+                v.extend(users.into_iter().map(|u| u.identity));
+                v
+            },
             groups: resolved,
         };
         Ok((snapshot, stats))
