@@ -291,7 +291,9 @@ impl Client {
                 let query = q(p);
                 async move { self.get::<UserListPage>("user/list", &query).await }
             })
-            .buffered(self.inner.permits.available_permits().max(1))
+            // Two pages at a time: LiteLLM serves them from one worker, so more in flight only queue there, and a
+            // queued request's wait counts against its timeout.
+            .buffered(2)
             .try_collect()
             .await?;
         let mut by_id: BTreeMap<String, UserRow> = BTreeMap::new();

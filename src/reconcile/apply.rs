@@ -377,16 +377,21 @@ async fn create_users(
         ops.iter().partition(|op| matches!(op, Op::CreateUser { request, .. } if !request.send_invite_email));
     let mut fallback: Vec<&Op> = single;
     let mut conflicts: Vec<(&Op, String)> = Vec::new();
+    let mut followups: Vec<&Op> = Vec::new();
     if bulkable.len() > 1 {
         for chunk in bulkable.chunks(BULK_MAX) {
             if gate.closed().is_some() {
                 fallback.extend(chunk);
                 continue;
             }
+            // model_max_budget goes in a follow-up update, as for one-by-one creates: with it, LiteLLM (without an
+            // Enterprise licence) creates the user but not its key, and reports that only in the row's `error`.
             let rows: Vec<NewUserRequest> = chunk
                 .iter()
                 .filter_map(|op| match op {
-                    Op::CreateUser { request, .. } => Some(request.clone()),
+                    Op::CreateUser { request, .. } => {
+                        Some(NewUserRequest { model_max_budget: None, ..request.clone() })
+                    }
                     _ => None,
                 })
                 .collect();
@@ -398,12 +403,24 @@ async fn create_users(
                     for op in chunk {
                         let Op::CreateUser { user_id, .. } = op else { continue };
                         match by_id.get(user_id) {
-                            Some((true, _)) => {
+                            Some((true, None)) => {
+                                if matches!(op, Op::CreateUser { request, .. } if request.model_max_budget.is_some()) {
+                                    followups.push(op);
+                                    continue;
+                                }
                                 let mut r = OpResult::new(op, Outcome::Applied);
                                 if let Op::CreateUser { request, .. } = op {
                                     r.written_metadata = Some(request.metadata.clone());
                                 }
                                 tracing::info!(op = op.kind(), target = %op.target(), "Applied (bulk)");
+                                progress(op, &r);
+                                results.push(r);
+                            }
+                            // Created, but not all of it (e.g. the requested key): not a clean success.
+                            Some((true, Some(err))) => {
+                                let error = format!("LiteLLM created {user_id} but reported: {err}");
+                                tracing::error!(op = op.kind(), target = %op.target(), error = %error, "Operation failed");
+                                let r = OpResult::new(op, Outcome::Failed { class: "invalid".into(), error });
                                 progress(op, &r);
                                 results.push(r);
                             }
@@ -444,6 +461,25 @@ async fn create_users(
     } else {
         fallback.extend(bulkable);
     }
+    let set_mmb = stream::iter(followups)
+        .map(|op| async move {
+            let _g = locks.acquire(&op.resources()).await;
+            let Op::CreateUser { request, .. } = op else { return finish(op, applied()) };
+            let upd = UpdateUserRequest {
+                user_id: request.user_id.clone(),
+                model_max_budget: request.model_max_budget.clone(),
+                ..Default::default()
+            };
+            let res = client.update_user(&upd).await.map(|()| (Outcome::Applied, Some(request.metadata.clone())));
+            let r = finish(op, res);
+            gate.note(&r);
+            progress(op, &r);
+            r
+        })
+        .buffer_unordered(opts.concurrency.max(1))
+        .collect::<Vec<_>>()
+        .await;
+    results.extend(set_mmb);
     let singles = stream::iter(
         fallback.into_iter().map(|op| (op, None)).chain(conflicts.into_iter().map(|(op, e)| (op, Some(e)))),
     )
