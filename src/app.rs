@@ -145,6 +145,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     };
     let sources = cfg.sources.iter().map(|s| (s.name.clone(), SourceHealth::default())).collect();
     let shared = Arc::new(Shared { cfg: cfg.clone(), metrics, store, sources, litellm: Mutex::new(None) });
+    shared.metrics.init_global();
+    for s in &cfg.sources {
+        shared.metrics.init_source(&s.name);
+    }
     shared.refresh_outbox_metrics().await;
     shared.metrics.managed_teams.set(ledger.managed_teams() as i64);
     let token = CancellationToken::new();
@@ -391,7 +395,6 @@ impl Reconciler {
     async fn accept(&mut self, source: &str, plan: Plan) {
         let shared = self.shared.clone();
         let m = &shared.metrics;
-        m.managed_users.with_label_values(&[source]).set(plan.managed_users as i64);
         m.deletions_held.with_label_values(&[source]).set(plan.held.len() as i64);
         if let Some(r) = &plan.hold_reason {
             tracing::warn!(held = plan.held.len(), reason = %r, "Destructive changes held by the safety limit");
@@ -410,6 +413,7 @@ impl Reconciler {
         }
         let refused = !plan.refused_sources.is_empty();
         let ok = self.drain(source, &rid).await;
+        m.managed_users.with_label_values(&[source]).set(self.ledger.managed_users_of(source) as i64);
         let outcome = if !ok || refused {
             "failed"
         } else if !plan.held.is_empty() {
@@ -513,6 +517,7 @@ impl Reconciler {
             }
             Outcome::Failed { class, error } if class != "retryable" => {
                 outcome.2 += 1;
+                shared.metrics.errors.with_label_values(&["apply"]).inc();
                 shared.store.attempt_failed(id, error, true).await
             }
             Outcome::Failed { error, .. } => {

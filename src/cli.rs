@@ -144,9 +144,17 @@ async fn cmd_plan(cfg: &Config, a: &PlanArgs) -> anyhow::Result<u8> {
     let c = client(cfg, true)?;
     let pass = engine::compute(cfg, &c, &a.sources, chrono::Utc::now(), false).await?;
     match a.output {
-        Output::Text => print!("{}", render::plan_text(&pass.plan, &pass.sources)),
+        Output::Text => print!("{}", render::plan_text(&pass.plan, &pass.sources, &pass.incomplete_sources())),
         Output::Json => {
-            println!("{}", serde_json::to_string_pretty(&render::plan_json(&pass.plan, &pass.sources, None))?)
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&render::plan_json(
+                    &pass.plan,
+                    &pass.sources,
+                    &pass.incomplete_sources(),
+                    None
+                ))?
+            )
         }
     }
     let failed = print_failures(&pass);
@@ -164,7 +172,7 @@ async fn cmd_sync(cfg: &Config, a: &SyncArgs) -> anyhow::Result<u8> {
     let pass = engine::compute(cfg, &c, &a.plan.sources, chrono::Utc::now(), a.allow_deletions).await?;
     let text = a.plan.output == Output::Text;
     if text {
-        print!("{}", render::plan_text(&pass.plan, &pass.sources));
+        print!("{}", render::plan_text(&pass.plan, &pass.sources, &pass.incomplete_sources()));
     }
     let bar = (text && pass.plan.ops.len() >= 20 && std::io::stderr().is_terminal()).then(|| {
         let pb = indicatif::ProgressBar::new(pass.plan.ops.len() as u64);
@@ -192,7 +200,15 @@ async fn cmd_sync(cfg: &Config, a: &SyncArgs) -> anyhow::Result<u8> {
     match a.plan.output {
         Output::Text => print!("{}", render::report_text(&report)),
         Output::Json => {
-            println!("{}", serde_json::to_string_pretty(&render::plan_json(&pass.plan, &pass.sources, Some(&report)))?)
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&render::plan_json(
+                    &pass.plan,
+                    &pass.sources,
+                    &pass.incomplete_sources(),
+                    Some(&report)
+                ))?
+            )
         }
     }
     let failed = print_failures(&pass);
@@ -294,8 +310,10 @@ async fn cmd_explain(cfg: &Config, a: &ExplainArgs) -> anyhow::Result<u8> {
     } else {
         println!("  LiteLLM now differs; pending operations:");
         let sub = crate::reconcile::plan::Plan { ops: mine.into_iter().cloned().collect(), ..Default::default() };
-        for line in
-            render::plan_text(&sub, &pass.sources).lines().skip(2).filter(|l| !l.starts_with("Plan:") && !l.is_empty())
+        for line in render::plan_text(&sub, &pass.sources, &[])
+            .lines()
+            .skip(2)
+            .filter(|l| !l.starts_with("Plan:") && !l.is_empty())
         {
             println!("  {line}");
         }

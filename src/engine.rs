@@ -20,6 +20,17 @@ pub enum EngineError {
     LiteLlm(#[from] ApiError),
 }
 
+impl Pass {
+    /// Sources whose read failed or was refused (empty while users are managed): the plan is incomplete for them.
+    pub fn incomplete_sources(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.failures.iter().map(|f| f.source_name().to_string()).collect();
+        v.extend(self.plan.refused_sources.iter().cloned());
+        v.sort();
+        v.dedup();
+        v
+    }
+}
+
 /// Everything one pass computed.
 pub struct Pass {
     pub sources: Vec<String>,

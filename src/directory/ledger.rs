@@ -44,6 +44,13 @@ impl Ledger {
         self.users.values().filter(|u| read_marker::<UserMarker>(&u.metadata).is_some()).count()
     }
 
+    pub fn managed_users_of(&self, source: &str) -> usize {
+        self.users
+            .values()
+            .filter(|u| read_marker::<UserMarker>(&u.metadata).is_some_and(|m| m.source == source))
+            .count()
+    }
+
     pub fn actual(&self) -> Actual {
         Actual { users: self.users.values().cloned().collect(), teams: self.teams.values().cloned().collect() }
     }

@@ -132,17 +132,32 @@ impl Store for SqliteStore {
 
     async fn replace_outbox(&self, source: &str, run_id: &str, ops: &[Op]) -> Result<Vec<i64>, StoreError> {
         let mut tx = self.pool.begin().await?;
+        // An operation planned again unchanged keeps its age and attempt count: the outbox's oldest age then says
+        // how long a change has really been waiting, not when the last run replanned it.
+        let mut kept: std::collections::HashMap<String, (String, i64)> = std::collections::HashMap::new();
+        for r in sqlx::query("SELECT op, created_at, attempts FROM outbox WHERE source = ?1 AND status = 'pending'")
+            .bind(source)
+            .fetch_all(&mut *tx)
+            .await?
+        {
+            kept.insert(r.try_get("op")?, (r.try_get("created_at")?, r.try_get("attempts")?));
+        }
         sqlx::query("DELETE FROM outbox WHERE source = ?1").bind(source).execute(&mut *tx).await?;
         let ts = now();
         let mut ids = Vec::with_capacity(ops.len());
         for (seq, op) in ops.iter().enumerate() {
+            let text = StoredOp::encode(op)?;
+            let (created, attempts) = kept.remove(&text).unwrap_or_else(|| (ts.clone(), 0));
             let r = sqlx::query(
-                "INSERT INTO outbox (source, run_id, seq, op, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+                "INSERT INTO outbox (source, run_id, seq, op, attempts, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )
             .bind(source)
             .bind(run_id)
             .bind(seq as i64)
-            .bind(StoredOp::encode(op)?)
+            .bind(&text)
+            .bind(attempts)
+            .bind(&created)
             .bind(&ts)
             .execute(&mut *tx)
             .await?;
@@ -313,6 +328,15 @@ mod tests {
         s.replace_outbox("corp", "run-2", &[op("c")]).await.unwrap();
         assert_eq!(s.outbox("corp").await.unwrap()[0].run_id, "run-2");
         assert_eq!(s.outbox_stats().await.unwrap().pending, 1);
+        // The same operation planned again keeps its age and attempts; a new one starts fresh.
+        let first = s.outbox("corp").await.unwrap()[0].clone();
+        s.attempt_failed(first.id, "down", false).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        s.replace_outbox("corp", "run-3", &[op("c"), op("d")]).await.unwrap();
+        let now = s.outbox("corp").await.unwrap();
+        assert_eq!((now[0].created_at, now[0].attempts), (first.created_at, 1));
+        assert!(now[1].created_at > first.created_at);
+        assert_eq!(now[1].attempts, 0);
     }
 
     #[tokio::test]

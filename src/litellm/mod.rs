@@ -32,6 +32,8 @@ pub const USER_AGENT: &str = concat!("litellm-sync/", env!("CARGO_PKG_VERSION"))
 const PAGE_SIZE: u32 = 100;
 /// Rows per bulk request (LiteLLM's limit).
 pub const BULK_MAX: usize = 500;
+/// Members per `/team/member_add` request.
+pub const MEMBER_CHUNK: usize = 20;
 
 const CAP_UNKNOWN: u8 = 0;
 const CAP_YES: u8 = 1;
@@ -437,13 +439,19 @@ impl Client {
     }
 
     /// Adds members in one call; "already in team" is success.
+    ///
+    /// Sent in chunks of [`MEMBER_CHUNK`]: LiteLLM adds a batch in one database transaction with a 5 s limit,
+    /// which a busy proxy exceeds for large batches ("Transaction already closed").
     pub async fn add_members(&self, team_id: &str, members: &[MemberSpec]) -> Result<(), ApiError> {
-        let body = serde_json::json!({ "team_id": team_id, "member": members });
-        match self.write("team/member_add", &body).await {
-            Ok(_) => Ok(()),
-            Err(e) if e.error_type() == Some("team_member_already_in_team") => Ok(()),
-            Err(e) => Err(e),
+        for chunk in members.chunks(MEMBER_CHUNK) {
+            let body = serde_json::json!({ "team_id": team_id, "member": chunk });
+            match self.write("team/member_add", &body).await {
+                Ok(_) => {}
+                Err(e) if e.error_type() == Some("team_member_already_in_team") => {}
+                Err(e) => return Err(e),
+            }
         }
+        Ok(())
     }
 
     /// Removes a member; "not in team" is success.

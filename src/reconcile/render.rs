@@ -97,11 +97,18 @@ fn counts(ops: &[Op]) -> BTreeMap<&'static str, usize> {
     c
 }
 
-pub fn plan_text(plan: &Plan, sources: &[String]) -> String {
+pub fn plan_text(plan: &Plan, sources: &[String], incomplete: &[String]) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "litellm-sync plan for source(s): {}", sources.join(", "));
     let _ = writeln!(out);
-    if plan.is_empty() {
+    if !incomplete.is_empty() {
+        let _ = writeln!(
+            out,
+            "INCOMPLETE: no usable read of source(s) {}; nothing of theirs is planned or deprovisioned.\n",
+            incomplete.join(", ")
+        );
+    }
+    if plan.is_empty() && incomplete.is_empty() {
         let _ = writeln!(out, "No changes: LiteLLM is in sync ({} managed users).", plan.managed_users);
     } else {
         for op in &plan.ops {
@@ -165,11 +172,12 @@ pub fn report_text(report: &ApplyReport) -> String {
     out
 }
 
-pub fn plan_json(plan: &Plan, sources: &[String], report: Option<&ApplyReport>) -> Value {
+pub fn plan_json(plan: &Plan, sources: &[String], incomplete: &[String], report: Option<&ApplyReport>) -> Value {
     let mut v = json!({
         "format_version": FORMAT_VERSION,
         "sources": sources,
-        "in_sync": plan.is_empty(),
+        "incomplete_sources": incomplete,
+        "in_sync": plan.is_empty() && incomplete.is_empty(),
         "managed_users": plan.managed_users,
         "summary": counts(&plan.ops),
         "operations": plan.ops,

@@ -21,6 +21,17 @@ pub enum SourceError {
     Invalid { source_name: String, path: String, problems: Vec<Problem> },
 }
 
+impl SourceError {
+    pub fn source_name(&self) -> &str {
+        match self {
+            SourceError::Io { source_name, .. }
+            | SourceError::Parse { source_name, .. }
+            | SourceError::Ldap { source_name, .. }
+            | SourceError::Invalid { source_name, .. } => source_name,
+        }
+    }
+}
+
 /// A configured source, ready to read.
 pub enum Source {
     File(file::FileSource),

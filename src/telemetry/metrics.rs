@@ -149,6 +149,32 @@ impl Metrics {
         })
     }
 
+    /// Creates every labelled series a source will have, at zero, so that a scrape lists every metric from the
+    /// start and `increase()` sees the first event.
+    pub fn init_source(&self, source: &str) {
+        for result in ["success", "failed", "held"] {
+            self.runs.with_label_values(&[source, result]);
+        }
+        self.runs_skipped.with_label_values(&[source]);
+        self.drift_repaired.with_label_values(&[source]);
+        self.deletions_held.with_label_values(&[source]);
+        self.managed_users.with_label_values(&[source]);
+        self.source_users.with_label_values(&[source]);
+        self.last_success.with_label_values(&[source]);
+        self.events_received.with_label_values(&[source, "snapshot"]);
+        self.run_duration.with_label_values(&[source]);
+    }
+
+    /// Creates the source-independent labelled series at zero.
+    pub fn init_global(&self) {
+        for kind in ["source", "litellm", "store", "apply"] {
+            self.errors.with_label_values(&[kind]);
+        }
+        for status in ["pending", "failed"] {
+            self.outbox_depth.with_label_values(&[status]);
+        }
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();

@@ -85,7 +85,13 @@ impl LdapSource {
             Some(e) => {
                 format!("bound to {url} as {:?}; the user search finds entries, e.g. {:?}", self.cfg.bind_dn, e.dn)
             }
-            None => format!("bound to {url} as {:?}; the user search found NO entries", self.cfg.bind_dn),
+            None => {
+                return Err(self.err(format!(
+                    "bound to {url} as {:?}, but the user search (base {:?}, filter {}) finds no entries: a sync would \
+                     refuse to use this source",
+                    self.cfg.bind_dn, self.cfg.user_base, self.cfg.user_filter
+                )))
+            }
         })
     }
 
