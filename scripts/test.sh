@@ -265,6 +265,8 @@ main() {
   step "cargo fmt" cargo fmt --all -- --check
   step "cargo clippy" cargo clippy "${locked[@]}" --all-targets -- -D warnings
   step "cargo test" cargo test "${locked[@]}" --all-targets "$@"
+  # hadolint, yamllint, kubernetes-validate, promtool rules tests, compose and config agreement (deploy/README.md).
+  step "deployment artefacts" scripts/check-deploy.sh
   summary
 }
 

@@ -119,6 +119,19 @@ impl Op {
         }
     }
 
+    /// Every value [`Op::kind`] can return (metric labels are created up front from it).
+    pub const KINDS: [&'static str; 9] = [
+        "create_team",
+        "update_team",
+        "create_user",
+        "update_user",
+        "deactivate_user",
+        "delete_user",
+        "add_members",
+        "update_member",
+        "remove_member",
+    ];
+
     pub fn kind(&self) -> &'static str {
         match self {
             Op::CreateTeam { .. } => "create_team",

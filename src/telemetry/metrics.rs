@@ -173,6 +173,11 @@ impl Metrics {
         for status in ["pending", "failed"] {
             self.outbox_depth.with_label_values(&[status]);
         }
+        for op in crate::reconcile::plan::Op::KINDS {
+            for result in ["applied", "already_done", "failed", "deferred", "skipped"] {
+                self.operations.with_label_values(&[op, result]);
+            }
+        }
     }
 
     /// The Prometheus text exposition of every metric.

@@ -18,7 +18,7 @@ use crate::support::{eventually, litellm_env, Fixture};
 /// The first run on a new store lists all of LiteLLM (shared with every other test, so large and busy).
 const FIRST_RUN: Duration = Duration::from_secs(150);
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 

@@ -13,6 +13,7 @@ mod bad_input;
 mod cli;
 mod conflicts;
 mod daemon;
+mod deploy;
 mod faults;
 mod ldap;
 mod ldap_support;
