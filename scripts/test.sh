@@ -187,7 +187,7 @@ start_litellm() {
     bash "$SHARED/peers/litellm/setup.sh" || rc=$?
   local pid; pid=$(cat "$pidfile" 2>/dev/null || true)
   if [ -n "$pid" ] && [ "$pid" != "$LITELLM_PIDFILE_BEFORE" ] \
-    && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "--port $port "; then
+    && { tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null | grep -q -- "--port $port "; then
     LITELLM_PID=$pid
   fi
   if [ "$rc" != 0 ]; then
@@ -210,10 +210,10 @@ stop_litellm() {
   local kids k
   local -A cmd=()
   kids=$(descendants "$LITELLM_PID")
-  for k in $kids; do cmd[$k]=$(tr '\0' ' ' <"/proc/$k/cmdline" 2>/dev/null || true); done
+  for k in $kids; do cmd[$k]=$({ tr '\0' ' ' <"/proc/$k/cmdline"; } 2>/dev/null || true); done
   stop_pid "$LITELLM_PID" "LiteLLM"
   for k in $kids; do # still running, and still the same program (not a reused pid)
-    if [ -n "${cmd[$k]}" ] && [ "$(tr '\0' ' ' <"/proc/$k/cmdline" 2>/dev/null || true)" = "${cmd[$k]}" ]; then
+    if [ -n "${cmd[$k]}" ] && [ "$({ tr '\0' ' ' <"/proc/$k/cmdline"; } 2>/dev/null || true)" = "${cmd[$k]}" ]; then
       stop_pid "$k" "LiteLLM's child ${cmd[$k]:0:60}"
     fi
   done

@@ -11,10 +11,11 @@ use serde_json::json;
 use crate::config::{self, Config, ConfigError};
 use crate::engine::{self, Pass};
 use crate::litellm::Client;
-use crate::mapper::normalize_email;
+use crate::mapper::{normalize_email, ExternalKey};
 use crate::reconcile::apply::{apply, ApplyOptions, OpResult};
 use crate::reconcile::plan::Op;
 use crate::reconcile::render;
+use crate::reconcile::{read_marker, UserMarker};
 
 pub const EXIT_OK: u8 = 0;
 pub const EXIT_ERROR: u8 = 1;
@@ -234,14 +235,37 @@ async fn cmd_explain(cfg: &Config, a: &ExplainArgs) -> anyhow::Result<u8> {
     let _ = print_failures(&pass);
     let q = a.user.as_str();
     let qe = normalize_email(q);
-    let found = pass.snapshots.iter().flat_map(|s| s.users.iter().map(move |u| (s, u))).find(|(_, u)| {
-        u.user_name == q
-            || u.external_id == q
-            || u.email.as_deref().map(normalize_email).as_deref() == Some(qe.as_str())
+    // The person: by a desired user's names, by the marker of a LiteLLM user with that id, or by a source record.
+    let key: Option<ExternalKey> = pass
+        .desired
+        .users
+        .values()
+        .find(|d| {
+            d.user_id == q || d.user_name == q || d.key.external_id == q || d.email.as_deref() == Some(qe.as_str())
+        })
+        .map(|d| d.key.clone())
+        .or_else(|| {
+            let row = pass.actual.users.iter().find(|u| u.user_id == q)?;
+            let m = read_marker::<UserMarker>(&row.metadata)?;
+            Some(ExternalKey { source: m.source, external_id: m.external_id })
+        })
+        .or_else(|| {
+            pass.snapshots.iter().find_map(|s| {
+                s.users
+                    .iter()
+                    .find(|u| {
+                        u.user_name == q
+                            || u.external_id == q
+                            || u.email.as_deref().map(normalize_email).as_deref() == Some(qe.as_str())
+                    })
+                    .map(|u| ExternalKey { source: s.source.clone(), external_id: u.external_id.clone() })
+            })
+        });
+    let found = key.as_ref().and_then(|k| {
+        let snap = pass.snapshots.iter().find(|s| s.source == k.source)?;
+        snap.users.iter().find(|u| u.external_id == k.external_id).map(|u| (snap, u))
     });
-    let desired = pass.desired.users.values().find(|d| {
-        d.user_id == q || d.user_name == q || d.key.external_id == q || d.email.as_deref() == Some(qe.as_str())
-    });
+    let desired = key.as_ref().and_then(|k| pass.desired.users.get(k));
     let Some((snap, ident)) = found else {
         println!("No source record matches {q:?} (searched user names, e-mail addresses, source ids).");
         if let Some(row) = pass.actual.users.iter().find(|u| u.user_id == q) {

@@ -123,8 +123,12 @@ def run_binary_check_config(binary: str, config_path: Path, cfg: dict, where: st
         # Fail fast on the network part: one attempt, short timeouts (values are validated as well).
         env["LITELLM_SYNC__LITELLM__MAX_RETRIES"] = "0"
         env["LITELLM_SYNC__LITELLM__TIMEOUT"] = "3s"
+        # Network traffic stays on loopback: every endpoint is pointed at 127.0.0.1 port 1, where nothing
+        # listens, so the reachability checks fail at once without any DNS lookup of the real host names.
+        env["LITELLM_SYNC__LITELLM__URL"] = "http://127.0.0.1:1"
         for i, s in enumerate(cfg.get("sources", [])):
             if s.get("type") == "ldap":
+                env[f"LITELLM_SYNC__SOURCES__{i}__URLS"] = '["ldap://127.0.0.1:1"]'
                 pw = Path(tmp, f"bind-password-{i}")
                 pw.write_text("check-deploy\n")
                 env[f"LITELLM_SYNC__SOURCES__{i}__BIND_PASSWORD_FILE"] = str(pw)

@@ -389,11 +389,23 @@ fn set_path(node: &mut serde_json::Value, path: &[String], value: &str) {
     }
     if let Some(obj) = node.as_object_mut() {
         if rest.is_empty() {
-            obj.insert(key.clone(), serde_json::Value::String(value.to_string()));
+            obj.insert(key.clone(), env_value(value));
         } else {
             set_path(obj.entry(key.clone()).or_insert_with(|| serde_json::json!({})), rest, value);
         }
     }
+}
+
+/// A source override's value: a TOML inline array (`["ldap://a", "ldap://b"]`) for list keys, else the string.
+fn env_value(value: &str) -> serde_json::Value {
+    if value.trim_start().starts_with('[') {
+        if let Ok(t) = toml::from_str::<toml::Table>(&format!("v = {value}")) {
+            if let Some(v) = t.get("v").and_then(|v| serde_json::to_value(v).ok()) {
+                return v;
+            }
+        }
+    }
+    serde_json::Value::String(value.to_string())
 }
 
 const SOURCES_ENV_PREFIX: &str = "LITELLM_SYNC__SOURCES__";

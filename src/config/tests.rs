@@ -193,9 +193,11 @@ fn source_keys_come_from_the_environment_by_name_or_index() {
         &[
             ("LITELLM_SYNC__SOURCES__CORP_LDAP__BIND_PASSWORD".into(), "s3cret".into()),
             ("LITELLM_SYNC__SOURCES__1__ATTRIBUTES__EMAIL".into(), "mailPrimary".into()),
+            ("LITELLM_SYNC__SOURCES__1__URLS".into(), r#"["ldap://a:389", "ldaps://b:636"]"#.into()),
         ],
     )
     .unwrap();
+    assert_eq!(raw["sources"][1]["urls"], json!(["ldap://a:389", "ldaps://b:636"]));
     assert_eq!(raw["sources"][0]["bind_password"], json!("s3cret"));
     assert_eq!(raw["sources"][1]["attributes"]["email"], json!("mailPrimary"));
     let err = apply_sources_env(&mut raw, &[("LITELLM_SYNC__SOURCES__NOPE__X".into(), "1".into())]).unwrap_err();

@@ -14,6 +14,7 @@ mod cli;
 mod conflicts;
 mod daemon;
 mod deploy;
+mod explain;
 mod faults;
 mod ldap;
 mod ldap_support;
