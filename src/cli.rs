@@ -12,7 +12,7 @@ use crate::config::{self, Config, ConfigError};
 use crate::engine::{self, Pass};
 use crate::litellm::Client;
 use crate::mapper::{normalize_email, ExternalKey};
-use crate::reconcile::apply::{apply, ApplyOptions, OpResult};
+use crate::reconcile::apply::{apply, ApplyOptions, ApplyReport, OpResult};
 use crate::reconcile::plan::Op;
 use crate::reconcile::render;
 use crate::reconcile::{read_marker, UserMarker};
@@ -130,6 +130,12 @@ pub async fn run(cli: Cli, cfg: Config) -> ExitCode {
     }
 }
 
+fn print_json(pass: &Pass, report: Option<&ApplyReport>) -> anyhow::Result<()> {
+    let doc = render::plan_json(&pass.plan, &pass.sources, &pass.incomplete_sources(), report);
+    println!("{}", serde_json::to_string_pretty(&doc)?);
+    Ok(())
+}
+
 /// Prints failed and refused source reads; true when there were any (the run then exits 1).
 fn print_failures(pass: &Pass) -> bool {
     for f in &pass.failures {
@@ -146,17 +152,7 @@ async fn cmd_plan(cfg: &Config, a: &PlanArgs) -> anyhow::Result<u8> {
     let pass = engine::compute(cfg, &c, &a.sources, chrono::Utc::now(), false).await?;
     match a.output {
         Output::Text => print!("{}", render::plan_text(&pass.plan, &pass.sources, &pass.incomplete_sources())),
-        Output::Json => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&render::plan_json(
-                    &pass.plan,
-                    &pass.sources,
-                    &pass.incomplete_sources(),
-                    None
-                ))?
-            )
-        }
+        Output::Json => print_json(&pass, None)?,
     }
     let failed = print_failures(&pass);
     Ok(if failed {
@@ -200,17 +196,7 @@ async fn cmd_sync(cfg: &Config, a: &SyncArgs) -> anyhow::Result<u8> {
     }
     match a.plan.output {
         Output::Text => print!("{}", render::report_text(&report)),
-        Output::Json => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&render::plan_json(
-                    &pass.plan,
-                    &pass.sources,
-                    &pass.incomplete_sources(),
-                    Some(&report)
-                ))?
-            )
-        }
+        Output::Json => print_json(&pass, Some(&report))?,
     }
     let failed = print_failures(&pass);
     let counters = c.counters();

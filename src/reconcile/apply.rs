@@ -146,11 +146,7 @@ pub async fn apply(client: &Client, ops: &[Op], opts: &ApplyOptions, progress: P
     }
     for phase in phases {
         if let Some(deferred) = gate.closed() {
-            for op in phase {
-                let r = OpResult::new(op, deferred.clone());
-                progress(op, &r);
-                report.results.push(r);
-            }
+            report_all(&phase, &deferred, progress, &mut report.results);
             continue;
         }
         let results = match phase[0] {
@@ -176,6 +172,15 @@ pub async fn apply(client: &Client, ops: &[Op], opts: &ApplyOptions, progress: P
         report.results.extend(results);
     }
     report
+}
+
+/// The same outcome for every operation of a batch (dry run, or deferred).
+fn report_all(ops: &[&Op], outcome: &Outcome, progress: Progress<'_>, results: &mut Vec<OpResult>) {
+    for op in ops {
+        let r = OpResult::new(op, outcome.clone());
+        progress(op, &r);
+        results.push(r);
+    }
 }
 
 fn finish(op: &Op, r: Result<(Outcome, Option<Map<String, Value>>), ApiError>) -> OpResult {
@@ -442,13 +447,7 @@ async fn create_users(
                         }
                     }
                 }
-                Err(ApiError::DryRun { .. }) => {
-                    for op in chunk {
-                        let r = OpResult::new(op, Outcome::Skipped);
-                        progress(op, &r);
-                        results.push(r);
-                    }
-                }
+                Err(ApiError::DryRun { .. }) => report_all(chunk, &Outcome::Skipped, progress, &mut results),
                 // The whole batch failed (after retries): each user is tried on its own so one bad row cannot
                 // sink the rest, and a retried batch that half-landed resolves through the 409 path.
                 Err(e) => {
@@ -574,13 +573,7 @@ async fn delete_users(
                     }
                 }
                 Ok(None) => single.extend(chunk),
-                Err(ApiError::DryRun { .. }) => {
-                    for op in chunk {
-                        let r = OpResult::new(op, Outcome::Skipped);
-                        progress(op, &r);
-                        results.push(r);
-                    }
-                }
+                Err(ApiError::DryRun { .. }) => report_all(chunk, &Outcome::Skipped, progress, &mut results),
                 Err(e) => {
                     tracing::warn!(error = %e, "Bulk delete failed; deleting these users one by one");
                     gate.note_error(&e);

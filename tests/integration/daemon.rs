@@ -125,6 +125,23 @@ fn users(fx: &Fixture, names: &[&str]) -> Value {
 
 /// A daemon configuration: the test's file source on `schedule`, LiteLLM at `url`, a store in the test's dir.
 fn daemon_config(fx: &Fixture, url: &str, port: u16, schedule: &str, extra: &str) -> std::path::PathBuf {
+    let source = format!(
+        r#"[[sources]]
+name = "{source}"
+type = "file"
+path = "{users}"
+user_id_template = "{prefix}{{user_name}}"
+schedule = "{schedule}"
+"#,
+        source = fx.source,
+        users = fx.path("users.yaml").display(),
+        prefix = fx.prefix(),
+    );
+    daemon_config_with(fx, url, port, &source, extra)
+}
+
+/// [`daemon_config`] with any `[[sources]]` table.
+fn daemon_config_with(fx: &Fixture, url: &str, port: u16, source: &str, extra: &str) -> std::path::PathBuf {
     let (_, key) = litellm_env();
     let text = format!(
         r#"[litellm]
@@ -135,12 +152,7 @@ max_retries = 1
 initial_backoff = "50ms"
 max_backoff = "200ms"
 
-[[sources]]
-name = "{source}"
-type = "file"
-path = "{users}"
-user_id_template = "{prefix}{{user_name}}"
-schedule = "{schedule}"
+{source}
 
 [[rules]]
 name = "eng"
@@ -172,8 +184,6 @@ format = "json"
 audit_path = "{audit}"
 {extra}
 "#,
-        source = fx.source,
-        users = fx.path("users.yaml").display(),
         prefix = fx.prefix(),
         store = fx.path("state/state.db").display(),
         audit = fx.path("audit.jsonl").display(),
@@ -442,5 +452,49 @@ schedule = "*/2 * * * * *"
     })
     .await;
     assert!(body.contains(&format!("source {}-ldap", fx.source)), "{body}");
+    d.terminate(Duration::from_secs(15)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_ldap_runs_follow_the_directory() {
+    use crate::ldap_support::{openldap_source, Slapd};
+    let fx = Fixture::new("daemon-ldap").await;
+    let slapd = Slapd::start(10, 2, &format!("{}.example.com", fx.source), false).await;
+    let source = openldap_source(
+        &fx,
+        &[slapd.url()],
+        "schedule = \"*/2 * * * * *\"\ndisabled_filter = \"(description=disabled)\"\npage_size = 7",
+    );
+    let port = free_port();
+    let cfg = daemon_config_with(&fx, &fx.url, port, &source, "");
+    let d = Daemon::start(&cfg, port, &fx.path("daemon.log")).await;
+    // alice, bob, carol, erin, frank and 10 generated users; dave is disabled and never created.
+    eventually("the scheduled run provisions the directory", FIRST_RUN, || async {
+        (fx.admin.user_ids(&fx.prefix()).await.len() == 15).then_some(())
+    })
+    .await;
+    assert_eq!(fx.admin.user(&fx.uid("dave")).await, None);
+    // The directory changes; the next scheduled run applies it.
+    slapd
+        .modify(
+            "dn: uid=bob,ou=people,dc=example,dc=org\nchangetype: modify\nadd: description\ndescription: disabled\n",
+        )
+        .await;
+    eventually("bob is deactivated by the next run", Duration::from_secs(60), || async {
+        let bob = fx.admin.user(&fx.uid("bob")).await?;
+        (bob["metadata"]["scim_active"] == json!(false)).then_some(())
+    })
+    .await;
+    let text = d.metrics().await;
+    promtool_check(&text);
+    for series in [
+        format!("litellm_sync_source_users{{source=\"{}\"}} 16", fx.source),
+        format!("litellm_sync_managed_users{{source=\"{}\"}} 15", fx.source),
+        "litellm_sync_operations_total{op=\"create_user\",result=\"applied\"} 15".to_string(),
+        "litellm_sync_operations_total{op=\"deactivate_user\",result=\"applied\"} 1".to_string(),
+    ] {
+        assert!(text.contains(&series), "missing {series:?} in:\n{text}");
+    }
+    assert_eq!(d.get("/readyz").await.map(|(s, _)| s), Some(200));
     d.terminate(Duration::from_secs(15)).await;
 }
