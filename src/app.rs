@@ -326,23 +326,50 @@ impl Reconciler {
     /// Handles work until every sender is gone (the sources stopped) and nothing is queued.
     async fn run(mut self, mut rx: mpsc::Receiver<Work>) {
         // The reconciler holds a sender (for retries) itself; it ends when shutdown began and the queue is empty.
+        // Work taken off the channel while coalescing deltas, to handle next, in order.
+        let mut stash: std::collections::VecDeque<Work> = std::collections::VecDeque::new();
         loop {
-            let work = tokio::select! {
-                w = rx.recv() => w,
-                _ = self.stop.cancelled() => rx.try_recv().ok(),
+            let work = match stash.pop_front() {
+                Some(w) => Some(w),
+                None => tokio::select! {
+                    w = rx.recv() => w,
+                    _ = self.stop.cancelled() => rx.try_recv().ok(),
+                },
             };
             let Some(work) = work else { return };
             match work {
                 Work::Event { event, done } => {
+                    let source = event.source().to_string();
+                    let span = tracing::info_span!("run", run_id = %run_id(&source), source = %source);
                     match *event {
                         SourceEvent::Snapshot(snap) => {
-                            let source = snap.source.clone();
-                            let span = tracing::info_span!("run", run_id = %run_id(&source), source = %source);
                             self.snapshot_run(snap).instrument(span).await;
+                            let _ = done.send(());
                         }
-                        other => tracing::warn!(source = %other.source(), "Delta events are not handled yet; ignored"),
+                        delta => {
+                            // Coalesce: this delta and the deltas of the same source queued right behind it become
+                            // one change of the source's stored view, planned once.
+                            let (mut deltas, mut dones) = (vec![delta], vec![done]);
+                            while let Ok(next) = rx.try_recv() {
+                                match next {
+                                    Work::Event { event, done }
+                                        if event.source() == source && !matches!(*event, SourceEvent::Snapshot(_)) =>
+                                    {
+                                        deltas.push(*event);
+                                        dones.push(done);
+                                    }
+                                    other => {
+                                        stash.push_back(other);
+                                        break;
+                                    }
+                                }
+                            }
+                            self.delta_run(&source, deltas).instrument(span).await;
+                            for d in dones {
+                                let _ = d.send(());
+                            }
+                        }
                     }
-                    let _ = done.send(());
                 }
                 Work::Resume { source } => {
                     let span = tracing::info_span!("resume", source = %source);
@@ -389,6 +416,28 @@ impl Reconciler {
         }
         let plan = self.plan(snap, self.ledger.actual());
         self.accept(&source, plan).await;
+    }
+
+    /// Applies deltas (a push source's changes) to the source's stored view and reconciles the result as that
+    /// source's complete view: a user a delta removed is deprovisioned, as an explicit removal should be.
+    async fn delta_run(&mut self, source: &str, deltas: Vec<SourceEvent>) {
+        let mut view = match self.shared.store.last_snapshot(source).await {
+            Ok(Some(s)) => s,
+            Ok(None) => Snapshot::empty(source),
+            Err(e) => {
+                // Without the stored view a delta cannot be turned into desired state; it is not applied, and the
+                // source will send it again (SCIM retries) or the next full read covers it.
+                tracing::error!(error = %e, "Cannot read the stored view of the source; deltas not applied");
+                self.shared.metrics.errors.with_label_values(&["store"]).inc();
+                return;
+            }
+        };
+        let n = deltas.len();
+        for d in deltas {
+            view.apply(d);
+        }
+        tracing::info!(deltas = n, users = view.users.len(), "Applying source deltas");
+        self.snapshot_run(view).await;
     }
 
     /// Stores the plan in the outbox (replacing the source's previous one), then drains it.

@@ -96,8 +96,21 @@ pub async fn plan_snapshots(
     now: DateTime<Utc>,
     allow_mass_deprovision: bool,
 ) -> Result<Pass, EngineError> {
-    let actual = read_actual(client).await?;
-    Ok(plan_pass(cfg, sources, snapshots, failures, actual, now, allow_mass_deprovision))
+    let mut actual = read_actual(client).await?;
+    // Offset pages shift under concurrent writes, so a listing can miss users. Before planning creates, ask for
+    // the supposedly missing ids by exact id: a user a shifted page hid is found, a new one costs a request per 100.
+    let desired = Mapper::new(cfg).map(&snapshots);
+    let known: BTreeSet<&str> = actual.users.iter().map(|u| u.user_id.as_str()).collect();
+    let missing: Vec<String> =
+        desired.users.values().map(|d| d.user_id.clone()).filter(|id| !known.contains(id.as_str())).collect();
+    if !missing.is_empty() {
+        let found = client.users_by_ids(&missing).await?;
+        if !found.is_empty() {
+            tracing::info!(found = found.len(), "Users the listing missed were found by id");
+        }
+        actual.users.extend(found);
+    }
+    Ok(plan_mapped(cfg, sources, snapshots, failures, desired, actual, now, allow_mass_deprovision))
 }
 
 /// The pure part of a pass: map the snapshots and plan against `actual` (a listing, or the daemon's ledger).
@@ -111,6 +124,20 @@ pub fn plan_pass(
     allow_mass_deprovision: bool,
 ) -> Pass {
     let desired = Mapper::new(cfg).map(&snapshots);
+    plan_mapped(cfg, sources, snapshots, failures, desired, actual, now, allow_mass_deprovision)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn plan_mapped(
+    cfg: &Config,
+    sources: Vec<String>,
+    snapshots: Vec<Snapshot>,
+    failures: Vec<SourceError>,
+    desired: DesiredState,
+    actual: Actual,
+    now: DateTime<Utc>,
+    allow_mass_deprovision: bool,
+) -> Pass {
     let complete_sources: BTreeSet<String> = snapshots.iter().map(|s| s.source.clone()).collect();
     let source_user_counts: BTreeMap<String, usize> =
         snapshots.iter().map(|s| (s.source.clone(), s.users.len())).collect();

@@ -136,7 +136,63 @@ pub enum SourceEvent {
     GroupRemoved { source: String, external_id: String },
 }
 
+impl Snapshot {
+    /// An empty view of `source` (the start for a push source that has sent nothing yet).
+    pub fn empty(source: &str) -> Snapshot {
+        Snapshot { source: source.to_string(), users: Vec::new(), groups: Vec::new() }
+    }
+
+    /// Folds one event into this view of the source: a snapshot replaces it, a delta changes one user or group
+    /// (and drops references to what it removes). Events of another source are ignored.
+    pub fn apply(&mut self, ev: SourceEvent) {
+        if ev.source() != self.source {
+            return;
+        }
+        match ev {
+            SourceEvent::Snapshot(s) => *self = s,
+            SourceEvent::UserUpserted { user, .. } => {
+                match self.users.iter_mut().find(|u| u.external_id == user.external_id) {
+                    Some(u) => *u = user,
+                    None => self.users.push(user),
+                }
+            }
+            SourceEvent::UserRemoved { external_id, .. } => {
+                self.users.retain(|u| u.external_id != external_id);
+                for g in &mut self.groups {
+                    g.members.retain(|m| *m != external_id);
+                }
+            }
+            SourceEvent::GroupUpserted { group, .. } => {
+                match self.groups.iter_mut().find(|g| g.external_id == group.external_id) {
+                    Some(g) => *g = group,
+                    None => self.groups.push(group),
+                }
+            }
+            SourceEvent::GroupRemoved { external_id, .. } => {
+                self.groups.retain(|g| g.external_id != external_id);
+                for g in &mut self.groups {
+                    g.member_groups.retain(|m| *m != external_id);
+                }
+                for u in &mut self.users {
+                    u.groups.retain(|m| *m != external_id);
+                }
+            }
+        }
+    }
+}
+
 impl SourceEvent {
+    /// A short, bounded label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SourceEvent::Snapshot(_) => "snapshot",
+            SourceEvent::UserUpserted { .. } => "user_upserted",
+            SourceEvent::UserRemoved { .. } => "user_removed",
+            SourceEvent::GroupUpserted { .. } => "group_upserted",
+            SourceEvent::GroupRemoved { .. } => "group_removed",
+        }
+    }
+
     pub fn source(&self) -> &str {
         match self {
             SourceEvent::Snapshot(s) => &s.source,
@@ -162,5 +218,54 @@ mod tests {
         }
         assert_eq!(Role::parse("org_admin"), None);
         assert_eq!(Role::parse("Proxy_Admin"), None);
+    }
+
+    fn user(id: &str, name: &str) -> Identity {
+        Identity {
+            external_id: id.into(),
+            user_name: name.into(),
+            email: None,
+            display_name: None,
+            active: true,
+            groups: vec![],
+            overrides: Grants::default(),
+        }
+    }
+
+    fn group(id: &str, members: &[&str], nested: &[&str]) -> Group {
+        Group {
+            external_id: id.into(),
+            name: id.into(),
+            dn: None,
+            members: members.iter().map(|s| s.to_string()).collect(),
+            member_groups: nested.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn deltas_fold_into_the_view() {
+        let src = "scim".to_string();
+        let mut s = Snapshot::empty("scim");
+        let ev = |e: SourceEvent| e;
+        s.apply(ev(SourceEvent::UserUpserted { source: src.clone(), user: user("1", "ann") }));
+        s.apply(ev(SourceEvent::UserUpserted { source: src.clone(), user: user("2", "bob") }));
+        s.apply(ev(SourceEvent::GroupUpserted { source: src.clone(), group: group("g", &["1", "2"], &[]) }));
+        s.apply(ev(SourceEvent::GroupUpserted { source: src.clone(), group: group("top", &[], &["g"]) }));
+        // The same user twice: the last state wins (coalescing).
+        let mut renamed = user("1", "ann.b");
+        renamed.active = false;
+        s.apply(ev(SourceEvent::UserUpserted { source: src.clone(), user: renamed }));
+        assert_eq!(s.users.len(), 2);
+        assert_eq!((s.users[0].user_name.as_str(), s.users[0].active), ("ann.b", false));
+        s.apply(ev(SourceEvent::UserRemoved { source: src.clone(), external_id: "2".into() }));
+        assert_eq!(s.groups[0].members, vec!["1"]);
+        s.apply(ev(SourceEvent::GroupRemoved { source: src.clone(), external_id: "g".into() }));
+        assert_eq!(s.groups.len(), 1);
+        assert!(s.groups[0].member_groups.is_empty());
+        // Another source's event changes nothing; a snapshot replaces the view.
+        s.apply(ev(SourceEvent::UserRemoved { source: "other".into(), external_id: "1".into() }));
+        assert_eq!(s.users.len(), 1);
+        s.apply(ev(SourceEvent::Snapshot(Snapshot::empty("scim"))));
+        assert!(s.users.is_empty() && s.groups.is_empty());
     }
 }

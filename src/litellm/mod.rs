@@ -310,6 +310,22 @@ impl Client {
         Ok((by_id.into_values().collect(), consistent))
     }
 
+    /// The users among `ids` that exist, by exact id. `/user/list?user_ids=` matches exactly for two or more ids
+    /// (one id would be a substring match), so a single id is sent twice.
+    pub async fn users_by_ids(&self, ids: &[String]) -> Result<Vec<UserRow>, ApiError> {
+        let mut out = Vec::new();
+        for chunk in ids.chunks(PAGE_SIZE as usize) {
+            let mut list: Vec<&str> = chunk.iter().map(String::as_str).collect();
+            if list.len() == 1 {
+                list.push(list[0]);
+            }
+            let q = [("user_ids", list.join(",")), ("page_size", PAGE_SIZE.to_string())];
+            let page: UserListPage = self.get("user/list", &q).await?;
+            out.extend(page.users.into_iter().filter(|u| chunk.contains(&u.user_id)));
+        }
+        Ok(out)
+    }
+
     /// One user by id; `None` when LiteLLM has no such user. Uses `/v2/user/info`, falling back to `/user/info`
     /// on proxies that lack it.
     pub async fn get_user(&self, user_id: &str) -> Result<Option<UserRow>, ApiError> {
