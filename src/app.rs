@@ -59,6 +59,8 @@ pub struct Shared {
     store: SqliteStore,
     sources: BTreeMap<String, SourceHealth>,
     litellm: Mutex<Option<(Instant, Result<(), String>)>>,
+    /// A drift check is queued and not started yet: another tick adds nothing.
+    drift_queued: AtomicBool,
 }
 
 impl Shared {
@@ -144,7 +146,14 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         None => None,
     };
     let sources = cfg.sources.iter().map(|s| (s.name.clone(), SourceHealth::default())).collect();
-    let shared = Arc::new(Shared { cfg: cfg.clone(), metrics, store, sources, litellm: Mutex::new(None) });
+    let shared = Arc::new(Shared {
+        cfg: cfg.clone(),
+        metrics,
+        store,
+        sources,
+        litellm: Mutex::new(None),
+        drift_queued: AtomicBool::new(false),
+    });
     shared.metrics.init_global();
     for s in &cfg.sources {
         shared.metrics.init_source(&s.name);
@@ -205,11 +214,16 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         )));
     }
     if let Some(expr) = &cfg.drift.schedule {
-        let tx2 = tx.clone();
+        let (tx2, shared2) = (tx.clone(), shared.clone());
         let job = Job::new_async(expr.as_str(), move |_, _| {
-            let tx = tx2.clone();
+            let (tx, shared) = (tx2.clone(), shared2.clone());
             Box::pin(async move {
+                // One queued drift check is enough; source events must not wait behind a row of them.
+                if shared.drift_queued.swap(true, Ordering::SeqCst) {
+                    return;
+                }
                 if tx.try_send(Work::DriftCheck).is_err() {
+                    shared.drift_queued.store(false, Ordering::SeqCst);
                     tracing::warn!("Drift check skipped: the reconciler is busy");
                 }
             })
@@ -607,6 +621,7 @@ impl Reconciler {
     /// every source's stored snapshot against the real state.
     async fn drift_check(&mut self) {
         let shared = self.shared.clone();
+        shared.drift_queued.store(false, Ordering::SeqCst);
         let before = self.ledger.clone();
         if let Err(e) = self.relist().await {
             tracing::warn!(error = %e, "Drift check could not list LiteLLM");

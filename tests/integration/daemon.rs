@@ -498,3 +498,32 @@ async fn scheduled_ldap_runs_follow_the_directory() {
     assert_eq!(d.get("/readyz").await.map(|(s, _)| s), Some(200));
     d.terminate(Duration::from_secs(15)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_drift_check_repairs_fields_changed_by_hand() {
+    let fx = Fixture::new("daemon-drift").await;
+    fx.write_users(&users(&fx, &["dan", "dot"]));
+    let port = free_port();
+    // Source runs only at start-up (a schedule that never comes); the drift check every 3 seconds.
+    let cfg = daemon_config(&fx, &fx.url, port, "0 0 0 1 1 *", "");
+    let text = std::fs::read_to_string(&cfg)
+        .expect("cfg")
+        .replace("[drift]\nenabled = false", "[drift]\nschedule = \"*/3 * * * * *\"");
+    std::fs::write(&cfg, text).expect("cfg");
+    let d = Daemon::start(&cfg, port, &fx.path("daemon.log")).await;
+    eventually("initial provisioning", FIRST_RUN, || async {
+        let dot = fx.admin.user(&fx.uid("dot")).await?;
+        (dot["max_budget"].as_f64() == Some(25.0)).then_some(())
+    })
+    .await;
+    // Someone raises a managed budget by hand; the next drift check sets it back and counts it.
+    fx.admin.update_user(json!({"user_id": fx.uid("dot"), "max_budget": 9999.0})).await;
+    eventually("the drift check repairs the budget", Duration::from_secs(90), || async {
+        let dot = fx.admin.user(&fx.uid("dot")).await?;
+        (dot["max_budget"].as_f64() == Some(25.0)).then_some(())
+    })
+    .await;
+    let repaired = d.sample(&format!("litellm_sync_drift_repaired_total{{source=\"{}\"}}", fx.source)).await;
+    assert!(repaired.is_some_and(|v| v >= 1.0), "drift not counted: {repaired:?}\n{}", d.metrics().await);
+    d.terminate(Duration::from_secs(15)).await;
+}
