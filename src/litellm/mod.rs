@@ -152,14 +152,6 @@ impl Client {
         &self.inner.counters
     }
 
-    pub fn is_dry_run(&self) -> bool {
-        self.inner.dry_run
-    }
-
-    pub fn base_url(&self) -> &url::Url {
-        &self.inner.base
-    }
-
     /// One HTTP exchange with retries. Returns the body of a 2xx answer.
     async fn call(
         &self,

@@ -146,10 +146,6 @@ impl Op {
         }
     }
 
-    pub fn is_destructive(&self) -> bool {
-        matches!(self, Op::DeactivateUser { .. } | Op::DeleteUser { .. })
-    }
-
     /// The user or team the operation is about.
     pub fn target(&self) -> String {
         match self {
