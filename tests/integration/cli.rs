@@ -4,21 +4,7 @@
 use axum::http::Method;
 use serde_json::{json, Value};
 
-use crate::support::{FaultProxy, Fixture};
-
-fn rules(fx: &Fixture) -> String {
-    format!(
-        r#"
-[[rules]]
-name = "staff"
-match = {{ groups = ["staff"] }}
-max_budget = 10.0
-key = {{ alias = "{{user_name}}-key" }}
-team = {{ id = "{prefix}{{group_name}}" }}
-"#,
-        prefix = fx.prefix()
-    )
-}
+use crate::support::{staff_rules, FaultProxy, Fixture};
 
 fn users(fx: &Fixture, alice_active: bool, bob_budget: f64) -> Value {
     json!({
@@ -35,7 +21,7 @@ fn users(fx: &Fixture, alice_active: bool, bob_budget: f64) -> Value {
 async fn dry_run_writes_nothing_and_plan_exit_codes() {
     let mut fx = Fixture::new("dryrun").await;
     let proxy = FaultProxy::start(&fx.url, &fx.admin).await;
-    fx.write_config(&proxy.url(), "", &rules(&fx));
+    fx.write_config(&proxy.url(), "", &staff_rules(&fx));
     fx.write_users(&users(&fx, true, 10.0));
 
     // Creates pending: plan says so (exit 2), the dry run goes through everything and writes nothing.

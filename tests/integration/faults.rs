@@ -8,7 +8,7 @@ use axum::http::Method;
 use serde_json::{json, Value};
 
 use crate::support::admin::marker_source;
-use crate::support::{Fault, FaultProxy, Fixture};
+use crate::support::{staff_rules, Fault, FaultProxy, Fixture};
 
 // The timeout is short, but leaves a loaded LiteLLM time to list a page of users (the test runs alone: quiet).
 const LITELLM: &str = r#"
@@ -17,20 +17,6 @@ initial_backoff = "50ms"
 max_backoff = "500ms"
 max_retries = 8
 "#;
-
-fn rules(fx: &Fixture) -> String {
-    format!(
-        r#"
-[[rules]]
-name = "staff"
-match = {{ groups = ["staff"] }}
-max_budget = 10.0
-key = {{ alias = "{{user_name}}-key" }}
-team = {{ id = "{prefix}{{group_name}}" }}
-"#,
-        prefix = fx.prefix()
-    )
-}
 
 /// Longer than the client's timeout: the write lands, the client never hears of it.
 const DELAY: Duration = Duration::from_secs(5);
@@ -61,7 +47,7 @@ async fn sync_survives_errors_rate_limits_and_timeouts() {
     fx.quiet().await;
     let proxy = FaultProxy::start(&fx.url, &fx.admin).await;
     let team = fx.uid("staff");
-    fx.write_config(&proxy.url(), LITELLM, &rules(&fx));
+    fx.write_config(&proxy.url(), LITELLM, &staff_rules(&fx));
     fx.write_users(&users(&fx, true, 10.0));
 
     proxy.inject(None, "", 4, Fault::Status(500));
@@ -128,7 +114,7 @@ async fn sync_survives_errors_rate_limits_and_timeouts() {
     assert_eq!(fx.admin.users(&fx.prefix()).await.len(), NAMES.len());
 
     // Deletions whose answers are lost: the bulk delete lands but answers 500, and the retry finds the users gone.
-    fx.write_config(&proxy.url(), LITELLM, &format!("{}\n[safety]\ndeprovision = \"delete\"\n", rules(&fx)));
+    fx.write_config(&proxy.url(), LITELLM, &format!("{}\n[safety]\ndeprovision = \"delete\"\n", staff_rules(&fx)));
     let mut remaining = users(&fx, false, 30.0);
     remaining["users"].as_array_mut().unwrap().retain(|u| u["user_name"] != "u3" && u["user_name"] != "u4");
     remaining["groups"][0]["members"].as_array_mut().unwrap().retain(|m| m != "id-u3" && m != "id-u4");

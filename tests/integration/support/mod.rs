@@ -246,6 +246,21 @@ impl Fixture {
     }
 }
 
+/// One rule for the group "staff": a budget, a key at creation, and a team per group with this test's prefix.
+pub fn staff_rules(fx: &Fixture) -> String {
+    format!(
+        r#"
+[[rules]]
+name = "staff"
+match = {{ groups = ["staff"] }}
+max_budget = 10.0
+key = {{ alias = "{{user_name}}-key" }}
+team = {{ id = "{prefix}{{group_name}}" }}
+"#,
+        prefix = fx.prefix()
+    )
+}
+
 /// Operations of one kind in a `--output json` document (`operations` or `held`).
 pub fn ops_of<'a>(doc: &'a Value, list: &str, kind: &str) -> Vec<&'a Value> {
     doc[list].as_array().map(|a| a.iter().filter(|o| o["op"] == kind).collect()).unwrap_or_default()
