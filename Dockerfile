@@ -24,17 +24,19 @@ WORKDIR /build
 
 # 1. Dependencies only, in their own layer: the manifest, the lock file and dummy targets. This layer is
 #    rebuilt only when Cargo.toml or Cargo.lock change. Every target the manifest names (lib, bin, the
-#    integration test, the bench) gets a stub so that cargo accepts the manifest.
+#    integration test, every bench) gets a stub so that cargo accepts the manifest.
 COPY Cargo.toml Cargo.lock ./
 RUN mkdir -p src tests/integration benches migrations \
     && echo 'fn main() {}' > src/main.rs \
     && echo '' > src/lib.rs \
     && echo 'fn main() {}' > tests/integration/main.rs \
     && echo 'fn main() {}' > benches/ldap_read.rs \
+    && echo 'fn main() {}' > benches/provision.rs \
+    && echo 'fn main() {}' > benches/scim.rs \
     && cargo build --release --locked --bin litellm-sync \
     && rm -rf src migrations
 
-# 2. The crate itself. `sqlx::migrate!("./migrations")` embeds migrations/ at compile time, so it must be in
+# 2. The crate itself. `sqlx::migrate!` embeds migrations/sqlite and migrations/postgres at compile time, so they must be in
 #    the build context (see .dockerignore). The touch makes cargo rebuild the crate over the stub even when
 #    the copied files keep older modification times.
 COPY src ./src

@@ -13,7 +13,7 @@
 //! The bind is the size-limited service account (500 per search, paging unlimited), as in the tests.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -22,6 +22,10 @@ use ldap3::adapters::{Adapter, PagedResults};
 use ldap3::{LdapConnAsync, Scope, SearchEntry};
 use litellm_sync::config::{LdapSourceConfig, SourceKind};
 use litellm_sync::sources::ldap::LdapSource;
+
+#[path = "common/mod.rs"]
+mod common;
+use common::Slapd;
 
 // ---------------------------------------------------------------------------------------------------------------
 // Heap accounting: live and peak bytes requested from the allocator (the system allocator, as the binary uses).
@@ -119,66 +123,14 @@ const USER_BASE: &str = "ou=people,dc=example,dc=org";
 const GROUP_BASE: &str = "ou=groups,dc=example,dc=org";
 /// The source's defaults for an OpenLDAP flavour (src/config/validate.rs, ldap_source) …
 const USER_FILTER: &str = "(objectClass=inetOrgPerson)";
-const GROUP_FILTER: &str = "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames))";
+const GROUP_FILTER: &str = "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=posixGroup))";
 /// … and the attributes it requests (AttrMap::user_attrs / group_attrs with the default map).
 const USER_ATTRS: &[&str] = &["cn", "entryUUID", "mail", "uid"];
-const GROUP_ATTRS: &[&str] = &["cn", "entryUUID", "member"];
+const GROUP_ATTRS: &[&str] = &["cn", "entryUUID", "member", "memberUid", "uniqueMember"];
 const PAGE: u32 = 500;
 /// Users and groups gen_ldif.py always adds.
 const FIXED_USERS: usize = 6;
 const FIXED_GROUPS: usize = 3;
-
-struct Slapd {
-    script: PathBuf,
-    dir: PathBuf,
-    port: u16,
-}
-
-impl Slapd {
-    fn start(script: &Path, dir: &Path, ldif: &Path) -> Slapd {
-        let port = free_port();
-        let out = Command::new("bash")
-            .arg(script)
-            .args(["start"])
-            .arg(dir)
-            .arg(port.to_string())
-            .arg(ldif)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run scripts/peers/slapd.sh");
-        // Built before the check so that a half-started slapd is still stopped.
-        let s = Slapd { script: script.to_path_buf(), dir: dir.to_path_buf(), port };
-        assert!(
-            out.status.success(),
-            "slapd.sh start failed ({}):\n{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        s
-    }
-
-    fn url(&self) -> String {
-        format!("ldap://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Slapd {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(&self.script)
-            .arg("stop")
-            .arg(&self.dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .status();
-    }
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
-    l.local_addr().unwrap().port()
-}
 
 // ---------------------------------------------------------------------------------------------------------------
 // The three readers.
@@ -324,6 +276,9 @@ struct Row {
 }
 
 fn main() {
+    if !common::requested("ldap_read", "`cargo bench --bench ldap_read`") {
+        return;
+    }
     let _ = rustls::crypto::ring::default_provider().install_default();
     let sizes = env_list("LDAP_BENCH_SIZES", &[10_000, 100_000]);
     let runs = env_list("LDAP_BENCH_RUNS", &[3])[0].max(1);

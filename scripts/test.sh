@@ -28,7 +28,7 @@ LITELLM_PEER_DB=${LITELLM_PEER_DB:-litellm_sync_test}
 PEER_SETUP_TIMEOUT=${PEER_SETUP_TIMEOUT:-1200}
 STEP_TIMEOUT=${STEP_TIMEOUT:-3600}
 STOP_TIMEOUT=${STOP_TIMEOUT:-20}
-PEERS=(start_litellm)
+PEERS=(start_litellm prepare_postgres)
 
 cd "$REPO"
 
@@ -62,37 +62,8 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # ---------------------------------------------------------------------------------------------------- processes
-alive() { # pid → true while the process exists and is not a zombie
-  [ -r "/proc/$1/stat" ] || return 1
-  local stat; stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-  stat=${stat##*) }
-  [ "${stat%% *}" != Z ]
-}
-
-descendants() { # pid → every descendant pid (from /proc, so procps is not needed)
-  local parent=$1 d stat ppid
-  for d in /proc/[0-9]*; do
-    stat=$(cat "$d/stat" 2>/dev/null) || continue
-    stat=${stat##*) }
-    ppid=$(printf '%s' "$stat" | cut -d' ' -f2)
-    if [ "$ppid" = "$parent" ]; then
-      echo "${d#/proc/}"
-      descendants "${d#/proc/}"
-    fi
-  done
-}
-
-stop_pid() { # pid name → TERM, wait up to STOP_TIMEOUT s, then KILL
-  local pid=$1 name=$2 i
-  alive "$pid" || return 0
-  kill -TERM "$pid" 2>/dev/null || return 0
-  for ((i = 0; i < STOP_TIMEOUT * 5; i++)); do
-    alive "$pid" || { log "$name (pid $pid) stopped"; return 0; }
-    sleep 0.2
-  done
-  log "$name (pid $pid) ignored SIGTERM for ${STOP_TIMEOUT}s: SIGKILL"
-  kill -KILL "$pid" 2>/dev/null || true
-}
+# shellcheck source=scripts/lib/processes.sh
+source "$REPO/scripts/lib/processes.sh"
 
 # Runs `command…` under `timeout` in the background and waits for it, so that an interrupt reaches this script's
 # traps at once (bash runs no trap while a foreground command runs). timeout passes signals on to the command.
@@ -107,15 +78,12 @@ bounded() { # seconds command… → the command's exit status (124 on timeout)
   return "$rc"
 }
 
-free_port() { # a free loopback TCP port, chosen by the kernel
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
 
 # ---------------------------------------------------------------------------------------------------- prerequisites
 check_prerequisites() {
   section "Prerequisites"
   [ "$(id -u)" = 0 ] || die "run as root: the peers install Debian packages and start PostgreSQL"
-  command -v cargo >/dev/null || die "cargo not found: install Rust (rustup, toolchain 1.85 or newer)"
+  command -v cargo >/dev/null || die "cargo not found: install Rust (rustup, toolchain 1.88 or newer)"
   local c
   for c in rustfmt clippy; do
     if ! cargo "${c/rustfmt/fmt}" --version >/dev/null 2>&1; then
@@ -180,7 +148,7 @@ start_litellm() {
   local port pidfile=$LITELLM_PEER_ROOT/litellm.pid
   port=$(free_port)
   LITELLM_PIDFILE_BEFORE=$(cat "$pidfile" 2>/dev/null || true)
-  register_stop stop_litellm
+  register_stop stop_litellm_peer
   log "ROOT=$LITELLM_PEER_ROOT PORT=$port DB=$LITELLM_PEER_DB"
   local rc=0
   bounded "$PEER_SETUP_TIMEOUT" env ROOT="$LITELLM_PEER_ROOT" PORT="$port" DB="$LITELLM_PEER_DB" \
@@ -204,26 +172,23 @@ start_litellm() {
   log "LiteLLM is up at $LITELLM_SYNC_TEST_LITELLM_URL (pid $LITELLM_PID)"
 }
 
-stop_litellm() {
-  [ -n "$LITELLM_PID" ] || return 0
-  # Its children (the Prisma query-engine shim under node) are stopped too, once LiteLLM itself is gone.
-  local kids k
-  local -A cmd=()
-  kids=$(descendants "$LITELLM_PID")
-  for k in $kids; do cmd[$k]=$({ tr '\0' ' ' <"/proc/$k/cmdline"; } 2>/dev/null || true); done
-  stop_pid "$LITELLM_PID" "LiteLLM"
-  for k in $kids; do # still running, and still the same program (not a reused pid)
-    if [ -n "${cmd[$k]}" ] && [ "$({ tr '\0' ' ' <"/proc/$k/cmdline"; } 2>/dev/null || true)" = "${cmd[$k]}" ]; then
-      stop_pid "$k" "LiteLLM's child ${cmd[$k]:0:60}"
-    fi
-  done
-  local pidfile=$LITELLM_PEER_ROOT/litellm.pid
-  if [ -n "$LITELLM_PIDFILE_BEFORE" ] && alive "$LITELLM_PIDFILE_BEFORE"; then
-    echo "$LITELLM_PIDFILE_BEFORE" >"$pidfile"
-  elif [ "$(cat "$pidfile" 2>/dev/null)" = "$LITELLM_PID" ]; then
-    rm -f "$pidfile"
+
+# ---------------------------------------------------------------------------------------------------- peer: PostgreSQL
+# The HA tests and the PostgreSQL store suite use the PostgreSQL that setup.sh runs for LiteLLM: a role that may
+# create databases, each test making (and dropping) a database of its own.
+PG_TEST_ROLE=litellm_sync_test
+PG_TEST_PASSWORD=litellm-sync-test
+
+prepare_postgres() {
+  section "Peer: PostgreSQL (a test role for the HA tests)"
+  command -v psql >/dev/null || die "psql not found: setup.sh installs PostgreSQL"
+  if ! su postgres -c "psql -tAc \"SELECT 1 FROM pg_roles WHERE rolname='$PG_TEST_ROLE'\"" | grep -q 1; then
+    su postgres -c "psql -q -c \"CREATE ROLE $PG_TEST_ROLE LOGIN CREATEDB PASSWORD '$PG_TEST_PASSWORD';\"" \
+      || die "cannot create the PostgreSQL test role"
   fi
-  LITELLM_PID=
+  export LITELLM_SYNC_TEST_PG_URL="postgres://$PG_TEST_ROLE@127.0.0.1:5432/postgres"
+  export LITELLM_SYNC_TEST_PG_PASSWORD=$PG_TEST_PASSWORD
+  log "PostgreSQL test role $PG_TEST_ROLE ready"
 }
 
 # ---------------------------------------------------------------------------------------------------- checks
@@ -255,6 +220,12 @@ summary() {
 main() {
   check_prerequisites
   install_packages
+  section "Test peer: oidc-provider (npm)"
+  bounded "$PEER_SETUP_TIMEOUT" bash scripts/peers/oidc-provider/install.sh \
+    || die "scripts/peers/oidc-provider/install.sh failed: the oidc integration tests need it"
+  section "Test peer: SCIM conformance testers (PyPI)"
+  bounded "$PEER_SETUP_TIMEOUT" bash scripts/peers/scim-testers/install.sh \
+    || die "scripts/peers/scim-testers/install.sh failed: the scim conformance test needs it"
   local peer
   for peer in "${PEERS[@]}"; do
     "$peer" || die "$peer failed: the integration tests need it"
@@ -265,7 +236,8 @@ main() {
   step "cargo fmt" cargo fmt --all -- --check
   step "cargo clippy" cargo clippy "${locked[@]}" --all-targets -- -D warnings
   step "cargo test" cargo test "${locked[@]}" --all-targets "$@"
-  # hadolint, yamllint, kubernetes-validate, promtool rules tests, compose and config agreement (deploy/README.md).
+  # hadolint, checkov, kubernetes-validate, check-jsonschema, yamllint, promtool and the Rust cross-file checks
+  # (deploy/README.md, "Checks").
   step "deployment artefacts" scripts/check-deploy.sh
   summary
 }

@@ -1,5 +1,9 @@
-//! Command line: `plan`, `sync`, `explain`, `check-config`. Exit codes are part of the interface:
-//! plan 0 = in sync, 2 = changes pending; sync 0 = done, 3 = destructive changes held; 1 = error.
+//! Command line: `plan`, `sync`, `explain`, `check-config`, `approve`, `run`. Exit codes are part of the
+//! interface: plan 0 = in sync, 2 = changes pending; sync 0 = done, 3 = destructive changes held; 1 = error
+//! (including a `user_id` collision or a refused read, which someone must look at).
+//!
+//! With `[store]` configured, `plan` and `sync` plan against the store's ledger exactly as the daemon does (no
+//! listing of LiteLLM), and `sync` records what it applied there; without it they list LiteLLM every time.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -8,12 +12,17 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::json;
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use crate::config::{self, Config, ConfigError};
-use crate::engine::{self, Pass};
+use crate::daemon::{Basis, Reconciler, RunReport, RunRequest};
+use crate::directory::{self, meta, ApprovalRecord, Held, SqliteStore, Store};
 use crate::litellm::Client;
 use crate::mapper::{normalize_email, ExternalKey};
 use crate::reconcile::apply::{apply, ApplyOptions, ApplyReport, OpResult};
-use crate::reconcile::plan::Op;
+use crate::reconcile::pass;
+use crate::reconcile::plan::{Approval, Op};
 use crate::reconcile::render;
 use crate::reconcile::{read_marker, UserMarker};
 
@@ -52,8 +61,46 @@ pub enum Command {
     Explain(ExplainArgs),
     /// Validate the configuration and reach every configured endpoint.
     CheckConfig,
-    /// Run as a service: scheduled full resyncs per source, /metrics, /healthz, /readyz.
+    /// Approve the destructive operations the last run held, for the daemon's next run to apply.
+    Approve(ApproveArgs),
+    /// Run as a service: scheduled full resyncs per source, SCIM, /metrics, /healthz, /readyz.
     Run,
+    /// Print a new random SCIM bearer token and the hash to put in `[sources.auth] tokens` (or, with --stdin, the
+    /// hash of a token read from standard input). Needs no configuration.
+    HashToken(HashTokenArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct HashTokenArgs {
+    /// Hash the token on standard input (one line) instead of generating one.
+    #[arg(long)]
+    pub stdin: bool,
+}
+
+/// `hash-token`: the token goes to the IdP, only its hash to the configuration.
+pub fn hash_token(a: &HashTokenArgs) -> ExitCode {
+    use crate::sources::scim::auth::{generate_token, hash_token};
+    if a.stdin {
+        let mut line = String::new();
+        if let Err(e) = std::io::stdin().read_line(&mut line) {
+            eprintln!("error: cannot read the token from standard input: {e}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+        let token = line.trim_end_matches(['\n', '\r']);
+        if token.is_empty() {
+            eprintln!("error: no token on standard input");
+            return ExitCode::from(EXIT_ERROR);
+        }
+        println!("{}", hash_token(token));
+        return ExitCode::from(EXIT_OK);
+    }
+    let token = generate_token();
+    println!("token: {token}");
+    println!("hash:  {}", hash_token(&token));
+    eprintln!(
+        "Give the token to the IdP (Okta: API token; Entra ID: Secret Token) and put the hash in tokens = [...]."
+    );
+    ExitCode::from(EXIT_OK)
 }
 
 #[derive(Args, Debug, Clone)]
@@ -63,18 +110,24 @@ pub struct PlanArgs {
     pub sources: Vec<String>,
     #[arg(long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
+    /// List LiteLLM instead of planning against the store's ledger (and, for sync, replace the ledger).
+    #[arg(long)]
+    pub refresh: bool,
 }
 
 #[derive(Args, Debug, Clone)]
 pub struct SyncArgs {
     #[command(flatten)]
     pub plan: PlanArgs,
-    /// Run everything but the writes.
+    /// Run everything but the writes (nothing is written to the store either).
     #[arg(long)]
     pub dry_run: bool,
-    /// Approve deactivations/deletions beyond safety.max_deletions for this run.
+    /// Approve deactivations, deletions and team member removals beyond the safety limits for this run.
     #[arg(long)]
     pub allow_deletions: bool,
+    /// How long to wait for another process (the daemon) to finish its run on the same store.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub wait: Duration,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -83,6 +136,19 @@ pub struct ExplainArgs {
     pub user: String,
     #[arg(long = "source")]
     pub sources: Vec<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ApproveArgs {
+    /// Approve only the held operations concerning this source's users (repeatable); default all.
+    #[arg(long = "source")]
+    pub sources: Vec<String>,
+    /// Who approves, for the audit trail; default $USER.
+    #[arg(long)]
+    pub by: Option<String>,
+    /// Only show what is held.
+    #[arg(long)]
+    pub list: bool,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,18 +160,8 @@ pub enum Output {
 /// Loads the config named by `--config`/`LITELLM_SYNC_CONFIG`, applying `--litellm-url`.
 pub fn load_config(cli: &Cli) -> Result<Config, ConfigError> {
     let path = cli.config.as_ref().ok_or(ConfigError::NoFile)?;
-    let mut raw = config::load_raw(path)?;
-    if let Some(url) = &cli.litellm_url {
-        if let Some(root) = raw.as_object_mut() {
-            let section = root.entry("litellm").or_insert_with(|| json!({}));
-            if let Some(s) = section.as_object_mut() {
-                s.insert("url".into(), json!(url));
-            }
-        }
-    }
-    let cfg = config::validate(&raw).map_err(ConfigError::Invalid)?;
-    cfg.check_secret_files()?;
-    Ok(cfg)
+    let overrides = cli.litellm_url.iter().map(|u| ("litellm.url", json!(u))).collect::<Vec<_>>();
+    config::load_with(path, &overrides)
 }
 
 fn client(cfg: &Config, dry_run: bool) -> anyhow::Result<Client> {
@@ -119,7 +175,9 @@ pub async fn run(cli: Cli, cfg: Config) -> ExitCode {
         Command::Sync(a) => cmd_sync(&cfg, a).await,
         Command::Explain(a) => cmd_explain(&cfg, a).await,
         Command::CheckConfig => cmd_check(&cfg).await,
+        Command::Approve(a) => cmd_approve(&cfg, a).await,
         Command::Run => crate::app::run(cfg).await.map(|()| EXIT_OK),
+        Command::HashToken(a) => return hash_token(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -130,31 +188,156 @@ pub async fn run(cli: Cli, cfg: Config) -> ExitCode {
     }
 }
 
-fn print_json(pass: &Pass, report: Option<&ApplyReport>) -> anyhow::Result<()> {
-    let doc = render::plan_json(&pass.plan, &pass.sources, &pass.incomplete_sources(), report);
+/// The store a CLI run plans against: the configured one, or an empty one in memory (the run lists LiteLLM).
+async fn open_store(cfg: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(if cfg.store.configured {
+        Arc::new(SqliteStore::open(&cfg.store.path).await?)
+    } else {
+        Arc::new(SqliteStore::in_memory().await?)
+    })
+}
+
+/// Reads the sources and plans; with `apply`, applies through the store's outbox under its run lease.
+async fn compute(
+    cfg: &Config,
+    c: &Client,
+    a: &PlanArgs,
+    apply: bool,
+    approval: Approval,
+    wait: Duration,
+) -> anyhow::Result<RunReport> {
+    let names = pass::select_sources(cfg, &a.sources)?;
+    let (mut snapshots, mut failures) = crate::sources::read_all(cfg, &names).await;
+    let store = open_store(cfg).await?;
+    // A push source (SCIM) has nothing to read: its view is what the IdP pushed into the daemon's store, when this
+    // command shares it. That view is planned, never stored again (the daemon may be writing to it now).
+    let mut pushed = Vec::new();
+    if cfg.store.configured {
+        let mut kept = Vec::new();
+        for f in failures {
+            match &f {
+                crate::sources::SourceError::Push { source_name, .. } => pushed.push(
+                    store
+                        .last_snapshot(source_name)
+                        .await?
+                        .unwrap_or_else(|| crate::model::Snapshot::empty(source_name)),
+                ),
+                _ => kept.push(f),
+            }
+        }
+        failures = kept;
+    }
+    let (audit, sink) = if apply { crate::app::outputs(cfg)? } else { (None, None) };
+    let mut rec = Reconciler::new(cfg.clone(), c.clone(), store.clone(), "cli")
+        .with_audit(audit)
+        .with_key_sink(sink)
+        .with_progress(progress_bar(a.output));
+    if apply {
+        rec.lease(wait).await?;
+        for s in &snapshots {
+            store.save_snapshot(s).await?;
+        }
+    }
+    snapshots.extend(pushed);
+    let req = RunRequest {
+        trigger: "cli".into(),
+        fresh: snapshots,
+        failures,
+        sources: names,
+        use_stored: false,
+        refresh: a.refresh,
+        approval,
+        apply,
+    };
+    let report = rec.run(req).await;
+    if apply {
+        rec.release().await;
+    }
+    store.close().await;
+    Ok(report?)
+}
+
+/// A progress bar on a terminal for runs of 20 operations or more.
+fn progress_bar(output: Output) -> Option<crate::daemon::reconciler::ProgressFn> {
+    if output != Output::Text || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::hidden();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} operations ({eta} left) {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    Some(Arc::new(move |done: usize, total: usize, r: &OpResult| {
+        if total >= 20 {
+            if bar.is_hidden() {
+                bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                bar.set_length(total as u64);
+            }
+            bar.set_position(done as u64);
+            bar.set_message(r.target.clone());
+            if done == total {
+                bar.finish_and_clear();
+            }
+        }
+    }))
+}
+
+fn basis_text(cfg: &Config, b: Basis) -> String {
+    match b {
+        Basis::Ledger => {
+            format!("Planned against the store's ledger ({}); --refresh lists LiteLLM.", cfg.store.path.display())
+        }
+        Basis::Listing => "Planned against a fresh listing of LiteLLM.".to_string(),
+        Basis::Unlisted => "Planned without listing LiteLLM's users: litellm-sync has not written to this LiteLLM \
+                            before (no anchor team), so none of them is managed."
+            .to_string(),
+    }
+}
+
+fn print_json(report: &RunReport, results: Option<&ApplyReport>) -> anyhow::Result<()> {
+    let pass = &report.pass;
+    let mut doc = render::plan_json(&pass.plan, &pass.sources, &pass.incomplete_sources(), results);
+    doc["basis"] = json!(match report.basis {
+        Basis::Ledger => "ledger",
+        Basis::Listing => "listing",
+        Basis::Unlisted => "unlisted",
+    });
     println!("{}", serde_json::to_string_pretty(&doc)?);
     Ok(())
 }
 
-/// Prints failed and refused source reads; true when there were any (the run then exits 1).
-fn print_failures(pass: &Pass) -> bool {
-    for f in &pass.failures {
+/// Prints failed and refused source reads and plan errors; true when there were any (the run then exits 1).
+fn print_failures(report: &RunReport) -> bool {
+    let pass = &report.pass;
+    for f in &report.failures {
         eprintln!("error: {f}");
     }
     for s in &pass.plan.refused_sources {
-        eprintln!("error: source {s:?} returned no users although litellm-sync manages users from it; treated as a failed read, nobody was deprovisioned");
+        eprintln!(
+            "error: the read of source {s:?} is treated as doubt (see the notes); nobody of it was deprovisioned"
+        );
     }
-    !pass.failures.is_empty() || !pass.plan.refused_sources.is_empty()
+    for c in &pass.plan.collisions {
+        eprintln!("error: {}", c.describe());
+    }
+    for e in &pass.plan.errors {
+        eprintln!("error: {e}");
+    }
+    !report.failures.is_empty() || pass.plan.has_errors()
 }
 
 async fn cmd_plan(cfg: &Config, a: &PlanArgs) -> anyhow::Result<u8> {
     let c = client(cfg, true)?;
-    let pass = engine::compute(cfg, &c, &a.sources, chrono::Utc::now(), false).await?;
+    let report = compute(cfg, &c, a, false, Approval::None, Duration::ZERO).await?;
+    let pass = &report.pass;
     match a.output {
-        Output::Text => print!("{}", render::plan_text(&pass.plan, &pass.sources, &pass.incomplete_sources())),
-        Output::Json => print_json(&pass, None)?,
+        Output::Text => {
+            print!("{}", render::plan_text(&pass.plan, &pass.sources, &pass.incomplete_sources()));
+            println!("\n{}", basis_text(cfg, report.basis));
+        }
+        Output::Json => print_json(&report, None)?,
     }
-    let failed = print_failures(&pass);
+    let failed = print_failures(&report);
     Ok(if failed {
         EXIT_ERROR
     } else if pass.plan.is_empty() {
@@ -166,39 +349,38 @@ async fn cmd_plan(cfg: &Config, a: &PlanArgs) -> anyhow::Result<u8> {
 
 async fn cmd_sync(cfg: &Config, a: &SyncArgs) -> anyhow::Result<u8> {
     let c = client(cfg, a.dry_run)?;
-    let pass = engine::compute(cfg, &c, &a.plan.sources, chrono::Utc::now(), a.allow_deletions).await?;
+    let approval = if a.allow_deletions { Approval::All } else { Approval::None };
     let text = a.plan.output == Output::Text;
-    if text {
-        print!("{}", render::plan_text(&pass.plan, &pass.sources, &pass.incomplete_sources()));
-    }
-    let bar = (text && pass.plan.ops.len() >= 20 && std::io::stderr().is_terminal()).then(|| {
-        let pb = indicatif::ProgressBar::new(pass.plan.ops.len() as u64);
-        pb.set_style(
-            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} operations ({eta} left) {msg}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        pb
-    });
-    let tick = |_: &Op, r: &OpResult| {
-        if let Some(pb) = &bar {
-            pb.inc(1);
-            pb.set_message(r.target.clone());
+    // A dry run writes nothing, to LiteLLM or to the store: it plans, then runs the applier against a client
+    // that stops at its write point.
+    let (report, results) = if a.dry_run {
+        let report = compute(cfg, &c, &a.plan, false, approval, a.wait).await?;
+        if text {
+            print!("{}", render::plan_text(&report.pass.plan, &report.pass.sources, &report.pass.incomplete_sources()));
         }
+        let opts = ApplyOptions {
+            concurrency: cfg.litellm.concurrency,
+            adopt_existing: cfg.safety.adopt_existing,
+            ..Default::default()
+        };
+        let results = apply(&c, &report.pass.plan.ops, &opts, &|_: &Op, _: &OpResult| {}).await;
+        (report, results)
+    } else {
+        let report = compute(cfg, &c, &a.plan, true, approval, a.wait).await?;
+        if text {
+            print!("{}", render::plan_text(&report.pass.plan, &report.pass.sources, &report.pass.incomplete_sources()));
+        }
+        let results = ApplyReport { results: report.results.clone() };
+        (report, results)
     };
-    let opts = ApplyOptions {
-        concurrency: cfg.litellm.concurrency,
-        adopt_existing: cfg.safety.adopt_existing,
-        ..Default::default()
-    };
-    let report = apply(&c, &pass.plan.ops, &opts, &tick).await;
-    if let Some(pb) = bar {
-        pb.finish_and_clear();
-    }
     match a.plan.output {
-        Output::Text => print!("{}", render::report_text(&report)),
-        Output::Json => print_json(&pass, Some(&report))?,
+        Output::Text => {
+            print!("{}", render::report_text(&results));
+            println!("{}", basis_text(cfg, report.basis));
+        }
+        Output::Json => print_json(&report, Some(&results))?,
     }
-    let failed = print_failures(&pass);
+    let failed = print_failures(&report);
     let counters = c.counters();
     tracing::info!(
         reads = counters.reads.load(std::sync::atomic::Ordering::Relaxed),
@@ -206,19 +388,67 @@ async fn cmd_sync(cfg: &Config, a: &SyncArgs) -> anyhow::Result<u8> {
         retries = counters.retries.load(std::sync::atomic::Ordering::Relaxed),
         "Sync finished"
     );
-    Ok(if report.failed() > 0 || failed {
+    Ok(if results.failed() > 0 || failed || report.counts.pending > 0 {
         EXIT_ERROR
-    } else if !pass.plan.held.is_empty() {
+    } else if !report.pass.plan.held.is_empty() {
         EXIT_HELD
     } else {
         EXIT_OK
     })
 }
 
+async fn cmd_approve(cfg: &Config, a: &ApproveArgs) -> anyhow::Result<u8> {
+    for s in &a.sources {
+        if cfg.source(s).is_none() {
+            anyhow::bail!("no source named {s:?} in the configuration");
+        }
+    }
+    let store = SqliteStore::open(&cfg.store.path).await?;
+    let held: Option<Held> = directory::get_json(&store, meta::HELD).await?;
+    let Some(held) = held.filter(|h| !h.ops.is_empty()) else {
+        println!("Nothing is held: the last run in {} held no destructive operation.", cfg.store.path.display());
+        return Ok(EXIT_OK);
+    };
+    let chosen: Vec<_> = held
+        .ops
+        .iter()
+        .filter(|o| a.sources.is_empty() || o.source.as_ref().is_some_and(|s| a.sources.contains(s)))
+        .collect();
+    println!("Held by run {} at {} ({}):", held.run_id, held.at.to_rfc3339(), held.reason);
+    for o in &held.ops {
+        let mark = if chosen.iter().any(|c| c.id == o.id) { "*" } else { " " };
+        println!("  {mark} {}", o.text);
+    }
+    if a.list {
+        return Ok(EXIT_OK);
+    }
+    if chosen.is_empty() {
+        println!("None of them concerns the given source(s); nothing approved.");
+        return Ok(EXIT_OK);
+    }
+    let by = a.by.clone().or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "unknown".into());
+    let record = ApprovalRecord {
+        ids: chosen.iter().map(|o| o.id.clone()).collect(),
+        by: by.clone(),
+        at: chrono::Utc::now(),
+        run_id: held.run_id.clone(),
+    };
+    directory::set_json(&store, meta::APPROVAL, Some(&record)).await?;
+    store.close().await;
+    println!(
+        "Approved {} operation(s) (marked *) as {by:?}. The next run applies them if they are still what it would \
+         hold, and records the approval in the audit trail; the approval expires after 24 hours.",
+        record.ids.len()
+    );
+    Ok(EXIT_OK)
+}
+
 async fn cmd_explain(cfg: &Config, a: &ExplainArgs) -> anyhow::Result<u8> {
     let c = client(cfg, true)?;
-    let pass = engine::compute(cfg, &c, &a.sources, chrono::Utc::now(), false).await?;
-    let _ = print_failures(&pass);
+    let args = PlanArgs { sources: a.sources.clone(), output: Output::Text, refresh: false };
+    let report = compute(cfg, &c, &args, false, Approval::None, Duration::ZERO).await?;
+    let _ = print_failures(&report);
+    let pass = report.pass;
     let q = a.user.as_str();
     let qe = normalize_email(q);
     // The person: by a desired user's names, by the marker of a LiteLLM user with that id, or by a source record.
@@ -261,6 +491,15 @@ async fn cmd_explain(cfg: &Config, a: &ExplainArgs) -> anyhow::Result<u8> {
     };
     println!("User {} (source {:?}, id {:?})", ident.user_name, snap.source, ident.external_id);
     println!("  source record: {}", serde_json::to_string(ident)?);
+    if let Some(c) = pass
+        .plan
+        .collisions
+        .iter()
+        .find(|c| c.claimant == ExternalKey { source: snap.source.clone(), external_id: ident.external_id.clone() })
+    {
+        println!("  not provisioned: {}", c.describe());
+        return Ok(EXIT_ERROR);
+    }
     let Some(d) = desired else {
         match pass
             .desired
@@ -357,6 +596,27 @@ async fn cmd_check(cfg: &Config) -> anyhow::Result<u8> {
                 _ => "",
             };
             println!("✗ LiteLLM at {}: {e}{hint}", cfg.litellm.url);
+        }
+    }
+    if ok {
+        match c.check_write_access().await {
+            Ok(()) => println!("✓ LiteLLM: the key may create and update users and teams"),
+            Err(e) => {
+                ok = false;
+                println!(
+                    "✗ LiteLLM: the key cannot write users and teams ({e}) — use the master key or a key of a \
+                     proxy_admin user; a proxy_admin_viewer's key can only read"
+                );
+            }
+        }
+    }
+    if let Some(k) = &cfg.keys {
+        match crate::reconcile::key_sink::KeySink::open(&k.path) {
+            Ok(_) => println!("✓ key file {}: writable, mode 0600", k.path.display()),
+            Err(e) => {
+                ok = false;
+                println!("✗ {e}");
+            }
         }
     }
     Ok(if ok { EXIT_OK } else { EXIT_ERROR })

@@ -1,3 +1,6 @@
+//! The binary: install the TLS provider, parse the arguments, load the configuration once (`hash-token` needs
+//! none), set up logging, and run the command in `cli`, whose outcome is the exit code. No domain logic here.
+
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -8,6 +11,9 @@ async fn main() -> ExitCode {
     // One TLS crypto provider for the whole process (reqwest and ldap3 both use rustls with ring).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
+    if let cli::Command::HashToken(a) = &cli.command {
+        return cli::hash_token(a);
+    }
     let cfg = match cli::load_config(&cli) {
         Ok(c) => c,
         Err(e) => {

@@ -1,18 +1,23 @@
 //! Typed configuration: one TOML file layered with `LITELLM_SYNC__SECTION__KEY` environment variables.
 //!
-//! Loading has three steps, kept apart on purpose:
-//! 1. [`load_raw`] (IO): the `config` crate merges the file and the environment into one JSON tree;
-//! 2. [`validate`] (pure): the tree becomes a [`Config`], or the list of *every* problem with its key path;
-//! 3. [`Config::resolve_secrets`] (IO): `*_file` secrets are read.
+//! Loading has three steps, kept apart on purpose, and run together only by [`load_with`] (the one load path):
+//! 1. [`load_raw`] (IO, `load.rs`): the `config` crate merges the file and the environment into one JSON tree;
+//! 2. [`validate`] (pure, `validate/`): the tree becomes a [`Config`], or the list of *every* problem with its
+//!    key path;
+//! 3. [`Config::resolve_secrets`] (IO, `load.rs`): each `*_file` secret is read, once.
 //!
+//! This file holds the types the rest of the crate reads; no loading or checking happens here.
 //! Secrets are `SecretString`s from the moment they are parsed and never appear in `Debug` or errors.
 
+pub mod ldap;
+mod load;
+pub mod scim;
 mod validate;
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use secrecy::SecretString;
@@ -20,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{Grants, TeamRole};
 
+pub use load::{apply_sources_env, load, load_raw, load_with};
 pub(crate) use validate::deserialize_reporting;
 pub use validate::{validate, validate_budget_duration};
 
@@ -73,25 +79,30 @@ impl fmt::Debug for Secret {
 }
 
 impl Secret {
-    /// Reads a file secret (trailing newline trimmed); `key` names the config key in the error.
+    /// The secret's value; a file secret is read now (trailing newline trimmed). `key` names the config key in
+    /// the error. After [`load_with`] every secret is a value already, so this does no IO.
     pub fn resolve(&self, key: &str) -> Result<SecretString, ConfigError> {
+        self.read(key).map_err(|p| ConfigError::Invalid(vec![p]))
+    }
+
+    fn read(&self, key: &str) -> Result<SecretString, Problem> {
         match self {
             Secret::Value(v) => Ok(v.clone()),
             Secret::File(path) => match std::fs::read_to_string(path) {
                 Ok(s) => {
                     let s = s.trim_end_matches(['\n', '\r']).to_string();
                     if s.is_empty() {
-                        return Err(ConfigError::Invalid(vec![Problem {
+                        return Err(Problem {
                             path: format!("{key}_file"),
                             message: format!("secret file {} is empty", path.display()),
-                        }]));
+                        });
                     }
                     Ok(SecretString::from(s))
                 }
-                Err(e) => Err(ConfigError::Invalid(vec![Problem {
+                Err(e) => Err(Problem {
                     path: format!("{key}_file"),
                     message: format!("cannot read secret file {}: {e}", path.display()),
-                }])),
+                }),
             },
         }
     }
@@ -110,6 +121,15 @@ pub struct Config {
     pub server: ServerConfig,
     pub log: LogConfig,
     pub drift: DriftConfig,
+    /// Where minted keys are delivered; required by any rule with `key`.
+    pub keys: Option<KeysConfig>,
+}
+
+/// `[keys]`: the plaintext of every key litellm-sync mints goes to this JSON-lines file (mode 0600), and nowhere
+/// else.
+#[derive(Debug, Clone)]
+pub struct KeysConfig {
+    pub path: PathBuf,
 }
 
 /// The daemon's periodic drift check: list all of LiteLLM, replace the ledger, and repair managed fields that
@@ -147,6 +167,7 @@ pub struct SourceConfig {
 pub enum SourceKind {
     File(FileSourceConfig),
     Ldap(Box<LdapSourceConfig>),
+    Scim(Box<ScimSourceConfig>),
 }
 
 impl SourceKind {
@@ -154,14 +175,20 @@ impl SourceKind {
         match self {
             SourceKind::File(_) => "file",
             SourceKind::Ldap(_) => "ldap",
+            SourceKind::Scim(_) => "scim",
         }
+    }
+
+    /// A push source: its view is what the IdP wrote, change by change (SCIM), not a read of the IdP.
+    pub fn is_push(&self) -> bool {
+        matches!(self, SourceKind::Scim(_))
     }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LdapFlavor {
-    /// entryUUID, uid, groupOfNames/member, a configurable disabled filter.
+    /// entryUUID, uid, groupOfNames/groupOfUniqueNames/posixGroup members, a configurable disabled filter.
     #[default]
     Openldap,
     /// objectGUID, sAMAccountName, memberOf, userAccountControl.
@@ -207,7 +234,23 @@ pub struct LdapSourceConfig {
     pub in_chain: bool,
     /// Search continuation references (referrals) fail the read unless this is true.
     pub ignore_referrals: bool,
-    pub attributes: crate::sources::ldap::convert::AttrMap,
+    pub attributes: ldap::AttrMap,
+}
+
+/// `type = "scim"`: a SCIM 2.0 service provider that IdPs push users and groups to.
+#[derive(Debug, Clone)]
+pub struct ScimSourceConfig {
+    /// Where the SCIM endpoints are mounted on the daemon's HTTP server: `/scim/v2` unless told otherwise.
+    pub path: String,
+    /// The SCIM base URL as clients reach it (for `meta.location`), without a trailing slash; default
+    /// `http://<server.listen><path>`.
+    pub public_url: Option<String>,
+    pub auth: scim::AuthSettings,
+    pub attributes: scim::ScimAttrMap,
+    /// Larger request bodies are refused with 413.
+    pub max_body_bytes: usize,
+    /// The most resources one list answers (`filter.maxResults`).
+    pub max_results: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -324,7 +367,19 @@ pub struct Safety {
 
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
+    /// The SQLite file (the default store).
     pub path: PathBuf,
+    /// `[store]` is in the configuration: the CLI plans against the store's ledger too.
+    pub configured: bool,
+    /// `store.url`: a PostgreSQL store instead, shared by several replicas.
+    pub postgres: Option<PostgresConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PostgresConfig {
+    /// `postgres://user@host:5432/db` (no password in it).
+    pub url: String,
+    pub password: Option<Secret>,
 }
 
 #[derive(Debug, Clone)]
@@ -354,116 +409,7 @@ pub struct LogConfig {
     pub audit_path: Option<PathBuf>,
 }
 
-/// Reads the file and the `LITELLM_SYNC__*` environment into one JSON tree (no validation yet).
-///
-/// The `config` crate cannot address an element of `[[sources]]`, so `LITELLM_SYNC__SOURCES__<NAME>__<KEY>`
-/// (the source's name upper-cased with `-` as `_`, or its index) is applied here instead.
-pub fn load_raw(path: &Path) -> Result<serde_json::Value, ConfigError> {
-    type Vars = Vec<(String, String)>;
-    let (sources_env, rest): (Vars, Vars) = std::env::vars()
-        .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}__")))
-        .partition(|(k, _)| k.starts_with(SOURCES_ENV_PREFIX));
-    let built = config::Config::builder()
-        .add_source(config::File::from(path).format(config::FileFormat::Toml).required(true))
-        .add_source(
-            config::Environment::with_prefix(ENV_PREFIX)
-                .prefix_separator("__")
-                .separator("__")
-                .try_parsing(true)
-                .ignore_empty(true)
-                .source(Some(rest.into_iter().collect())),
-        )
-        .build()
-        .map_err(|source| ConfigError::Load { path: path.to_path_buf(), source })?;
-    let mut raw = built
-        .try_deserialize::<serde_json::Value>()
-        .map_err(|source| ConfigError::Load { path: path.to_path_buf(), source })?;
-    apply_sources_env(&mut raw, &sources_env).map_err(ConfigError::Invalid)?;
-    Ok(raw)
-}
-
-fn set_path(node: &mut serde_json::Value, path: &[String], value: &str) {
-    let Some((key, rest)) = path.split_first() else { return };
-    if !node.is_object() {
-        *node = serde_json::json!({});
-    }
-    if let Some(obj) = node.as_object_mut() {
-        if rest.is_empty() {
-            obj.insert(key.clone(), env_value(value));
-        } else {
-            set_path(obj.entry(key.clone()).or_insert_with(|| serde_json::json!({})), rest, value);
-        }
-    }
-}
-
-/// A source override's value: a TOML inline array (`["ldap://a", "ldap://b"]`) for list keys, else the string.
-fn env_value(value: &str) -> serde_json::Value {
-    if value.trim_start().starts_with('[') {
-        if let Ok(t) = toml::from_str::<toml::Table>(&format!("v = {value}")) {
-            if let Some(v) = t.get("v").and_then(|v| serde_json::to_value(v).ok()) {
-                return v;
-            }
-        }
-    }
-    serde_json::Value::String(value.to_string())
-}
-
-const SOURCES_ENV_PREFIX: &str = "LITELLM_SYNC__SOURCES__";
-
-/// Applies `LITELLM_SYNC__SOURCES__<NAME|INDEX>__<KEY>[__<SUBKEY>]` variables to the `[[sources]]` array.
-pub fn apply_sources_env(raw: &mut serde_json::Value, vars: &[(String, String)]) -> Result<(), Vec<Problem>> {
-    let mut problems = Vec::new();
-    for (var, value) in vars {
-        let rest = &var[SOURCES_ENV_PREFIX.len()..];
-        let mut parts = rest.split("__");
-        let selector = parts.next().unwrap_or_default();
-        let path: Vec<String> = parts.map(str::to_ascii_lowercase).collect();
-        let sources = raw.get_mut("sources").and_then(|s| s.as_array_mut());
-        let index = sources.as_ref().and_then(|list| {
-            selector.parse::<usize>().ok().filter(|i| *i < list.len()).or_else(|| {
-                list.iter().position(|s| {
-                    s.get("name")
-                        .and_then(|n| n.as_str())
-                        .is_some_and(|n| n.to_ascii_uppercase().replace('-', "_") == selector)
-                })
-            })
-        });
-        let (Some(list), Some(i), false) = (sources, index, path.is_empty()) else {
-            problems.push(Problem {
-                path: var.clone(),
-                message: format!("environment variable names no configured source (by name or index): {selector:?}"),
-            });
-            continue;
-        };
-        set_path(&mut list[i], &path, value);
-    }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(problems)
-    }
-}
-
-/// Loads, validates and resolves the secrets of the configuration at `path`.
-pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let raw = load_raw(path)?;
-    let cfg = validate(&raw).map_err(ConfigError::Invalid)?;
-    cfg.check_secret_files()?;
-    Ok(cfg)
-}
-
 impl Config {
-    /// Fails early when a `*_file` secret cannot be read, so that start-up names the key.
-    pub fn check_secret_files(&self) -> Result<(), ConfigError> {
-        self.litellm.api_key.resolve("litellm.api_key")?;
-        for (i, s) in self.sources.iter().enumerate() {
-            if let SourceKind::Ldap(l) = &s.kind {
-                l.bind_password.resolve(&format!("sources[{i}].bind_password"))?;
-            }
-        }
-        Ok(())
-    }
-
     pub fn source(&self, name: &str) -> Option<&SourceConfig> {
         self.sources.iter().find(|s| s.name == name)
     }

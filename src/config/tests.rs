@@ -1,6 +1,7 @@
 use serde_json::json;
 
 use super::*;
+use crate::config::ldap::MemberKind;
 
 fn minimal() -> serde_json::Value {
     json!({
@@ -168,19 +169,72 @@ fn example_configs_are_valid() {
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "toml") {
-            let mut raw = load_raw(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            // Examples may leave the key to the environment.
-            let l = &mut raw["litellm"];
-            if l.get("api_key").is_none() && l.get("api_key_file").is_none() {
-                l["api_key"] = json!("sk-from-env");
-            }
-            if let Err(p) = validate(&raw) {
-                panic!("{}: {p:?}", path.display());
+            // The load path up to its secret files, which exist only where the examples are deployed; an example
+            // may leave the key to the environment, so a missing key is the one problem allowed.
+            match load::load_unresolved(&path, &[]) {
+                Ok(_) => {}
+                Err(ConfigError::Invalid(p))
+                    if p.iter().all(|p| p.path == "litellm.api_key" && p.message.starts_with("required")) => {}
+                Err(e) => panic!("{}: {e}", path.display()),
             }
             n += 1;
         }
     }
     assert!(n >= 1, "no example configs found in {}", dir.display());
+}
+
+#[test]
+fn secrets_from_the_environment_keep_their_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(
+        &path,
+        "[litellm]\nurl = \"http://x:4000\"\n[[sources]]\nname = \"corp\"\ntype = \"ldap\"\nurls = []\n",
+    )
+    .unwrap();
+    let vars = [
+        ("LITELLM_SYNC__LITELLM__API_KEY", "007"),
+        ("LITELLM_SYNC__SAFETY__MAX_DELETIONS", "42"),
+        ("LITELLM_SYNC__SOURCES__CORP__BIND_PASSWORD", "[1]"),
+        ("LITELLM_SYNC__SOURCES__CORP__URLS", "[\"ldap://a:389\"]"),
+    ];
+    let raw = load::load_raw_from(&path, vars.iter().map(|(k, v)| (k.to_string(), v.to_string()))).unwrap();
+    assert_eq!(raw["litellm"]["api_key"], json!("007"), "a secret is not parsed as a number");
+    assert_eq!(raw["sources"][0]["bind_password"], json!("[1]"), "a secret is not parsed as a list");
+    assert_eq!(raw["safety"]["max_deletions"], json!(42), "other values still are");
+    assert_eq!(raw["sources"][0]["urls"], json!(["ldap://a:389"]));
+}
+
+#[test]
+fn secret_files_are_read_once_at_load_and_every_unreadable_one_is_named() {
+    use secrecy::ExposeSecret;
+    let dir = tempfile::tempdir().unwrap();
+    let (key, pw) = (dir.path().join("key"), dir.path().join("pw"));
+    std::fs::write(&key, "sk-from-file\n").unwrap();
+    std::fs::write(&pw, "bind-pw").unwrap();
+    let path = dir.path().join("c.toml");
+    let text = |key: &std::path::Path, pw: &std::path::Path| {
+        format!(
+            "[litellm]\nurl = \"http://x:4000\"\napi_key_file = {key:?}\n[[sources]]\nname = \"corp\"\ntype = \"ldap\"\n\
+             urls = [\"ldap://127.0.0.1:389\"]\nbind_dn = \"cn=sync\"\nbind_password_file = {pw:?}\n\
+             user_base = \"ou=people\"\ngroup_base = \"ou=groups\"\n"
+        )
+    };
+    std::fs::write(&path, text(&key, &pw)).unwrap();
+    let c = load(&path).unwrap();
+    // The files are gone: whatever reads the secrets later must not need them.
+    std::fs::remove_file(&key).unwrap();
+    std::fs::remove_file(&pw).unwrap();
+    assert_eq!(c.litellm.api_key.resolve("litellm.api_key").unwrap().expose_secret(), "sk-from-file");
+    let SourceKind::Ldap(l) = &c.sources[0].kind else { panic!("not LDAP") };
+    assert_eq!(l.bind_password.resolve("bind_password").unwrap().expose_secret(), "bind-pw");
+    assert!(!format!("{c:?}").contains("sk-from-file"));
+
+    std::fs::write(&pw, "\n").unwrap();
+    let err = load(&path).unwrap_err().to_string();
+    assert!(err.contains("litellm.api_key_file: cannot read secret file"), "{err}");
+    assert!(err.contains("sources[0].bind_password_file: secret file"), "{err}");
+    assert!(err.contains("is empty"), "{err}");
 }
 
 #[test]
@@ -204,4 +258,80 @@ fn source_keys_come_from_the_environment_by_name_or_index() {
     assert!(err[0].message.contains("\"NOPE\""), "{err:?}");
     assert!(apply_sources_env(&mut raw, &[("LITELLM_SYNC__SOURCES__7__X".into(), "1".into())]).is_err());
     assert!(apply_sources_env(&mut raw, &[("LITELLM_SYNC__SOURCES__HR".into(), "1".into())]).is_err());
+}
+
+fn ldap(attributes: serde_json::Value, flavor: &str) -> serde_json::Value {
+    let mut raw = minimal();
+    raw["sources"] = json!([{
+        "name": "corp", "type": "ldap", "flavor": flavor, "urls": ["ldap://127.0.0.1:389"], "bind_dn": "cn=sync",
+        "bind_password": "pw", "user_base": "ou=people", "group_base": "ou=groups", "attributes": attributes,
+    }]);
+    raw
+}
+
+fn ldap_config(raw: &serde_json::Value) -> LdapSourceConfig {
+    let c = validate(raw).unwrap_or_else(|p| panic!("{p:?}"));
+    match &c.sources[0].kind {
+        SourceKind::Ldap(l) => (**l).clone(),
+        other => panic!("not an LDAP source: {other:?}"),
+    }
+}
+
+fn member_kinds(l: &LdapSourceConfig) -> Vec<(String, MemberKind)> {
+    l.attributes.members.iter().map(|m| (m.name.clone(), m.kind)).collect()
+}
+
+#[test]
+fn ldap_member_attributes_default_per_flavour_and_read_each_by_its_kind() {
+    let l = ldap_config(&ldap(json!({}), "openldap"));
+    assert_eq!(
+        member_kinds(&l),
+        vec![
+            ("member".to_string(), MemberKind::Dn),
+            ("uniqueMember".to_string(), MemberKind::DnOptionalUid),
+            ("memberUid".to_string(), MemberKind::Name),
+        ]
+    );
+    assert_eq!(l.group_filter, "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=posixGroup))");
+    let l = ldap_config(&ldap(json!({}), "active_directory"));
+    assert_eq!(member_kinds(&l), vec![("member".to_string(), MemberKind::Dn)]);
+    assert_eq!(l.group_filter, "(objectClass=group)");
+
+    // The older one-attribute key is a one-element list, with the kind its name has.
+    let l = ldap_config(&ldap(json!({"member": "memberUid"}), "openldap"));
+    assert_eq!(member_kinds(&l), vec![("memberUid".to_string(), MemberKind::Name)]);
+    let l = ldap_config(&ldap(json!({"member": "uniqueMember"}), "openldap"));
+    assert_eq!(member_kinds(&l), vec![("uniqueMember".to_string(), MemberKind::DnOptionalUid)]);
+
+    // A custom name-valued attribute.
+    let l = ldap_config(&ldap(
+        json!({"members": ["member", "memberUid", "x-uids"], "name_valued_members": ["memberUid", "X-UIDS"]}),
+        "openldap",
+    ));
+    assert_eq!(
+        member_kinds(&l),
+        vec![
+            ("member".to_string(), MemberKind::Dn),
+            ("memberUid".to_string(), MemberKind::Name),
+            ("x-uids".to_string(), MemberKind::Name)
+        ]
+    );
+}
+
+#[test]
+fn ldap_member_attribute_mistakes_are_named() {
+    let all = problems(ldap(json!({"member": "member", "members": ["member"]}), "openldap")).join("\n");
+    assert!(all.contains("sources[0].attributes.member: set either members (a list) or the older member"), "{all}");
+    let all = problems(ldap(json!({"members": []}), "openldap")).join("\n");
+    assert!(all.contains("sources[0].attributes.members: needs at least one group attribute"), "{all}");
+    let all = problems(ldap(json!({"members": ["member", " ", "Member"]}), "openldap")).join("\n");
+    assert!(all.contains("sources[0].attributes.members[1]: must not be empty"), "{all}");
+    assert!(all.contains("sources[0].attributes.members[2]: \"Member\" is listed twice"), "{all}");
+    let all = problems(ldap(json!({"name_valued_members": ["memberUdi"]}), "openldap")).join("\n");
+    assert!(
+        all.contains("sources[0].attributes.name_valued_members[0]: \"memberUdi\" is not one of attributes.members"),
+        "{all}"
+    );
+    let all = problems(ldap(json!({"members": "member"}), "openldap")).join("\n");
+    assert!(all.contains("sources[0].attributes.members"), "a string is not a list: {all}");
 }

@@ -5,10 +5,8 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{json, Map, Value};
-
 use crate::litellm::types::{TeamMemberRow, TeamRow, UserRow};
-use crate::reconcile::apply::{OpResult, Outcome};
+use crate::reconcile::apply::{After, OpResult};
 use crate::reconcile::plan::{Actual, Op};
 use crate::reconcile::{read_marker, TeamMarker, UserMarker};
 
@@ -16,6 +14,13 @@ use crate::reconcile::{read_marker, TeamMarker, UserMarker};
 pub struct Ledger {
     pub users: BTreeMap<String, UserRow>,
     pub teams: BTreeMap<String, TeamRow>,
+}
+
+/// The keys of a ledger lent out by [`Ledger::into_parts`].
+#[derive(Debug, Default)]
+pub struct LedgerKeys {
+    users: Vec<String>,
+    teams: Vec<String>,
 }
 
 /// A change to persist.
@@ -55,148 +60,101 @@ impl Ledger {
         Actual { users: self.users.values().cloned().collect(), teams: self.teams.values().cloned().collect() }
     }
 
-    /// Applies one finished operation; returns what to persist. Failed and skipped operations change nothing.
-    pub fn record(&mut self, op: &Op, r: &OpResult) -> Vec<LedgerWrite> {
-        if !matches!(r.outcome, Outcome::Applied | Outcome::AlreadyDone { .. }) {
-            return Vec::new();
+    /// [`Ledger::actual`] without the copy: the rows move into the [`Actual`] (in the same order), and
+    /// [`Ledger::from_parts`] puts them back under the same keys. A run plans against the ledger and then
+    /// records into it, so it lends the rows to the plan instead of holding them twice.
+    pub fn into_parts(self) -> (Actual, LedgerKeys) {
+        let (user_keys, users): (Vec<String>, Vec<UserRow>) = self.users.into_iter().unzip();
+        let (team_keys, teams): (Vec<String>, Vec<TeamRow>) = self.teams.into_iter().unzip();
+        (Actual { users, teams }, LedgerKeys { users: user_keys, teams: team_keys })
+    }
+
+    /// The ledger [`Ledger::into_parts`] took apart, from the same (unchanged) [`Actual`].
+    pub fn from_parts(a: Actual, keys: LedgerKeys) -> Ledger {
+        debug_assert_eq!(a.users.len(), keys.users.len());
+        debug_assert_eq!(a.teams.len(), keys.teams.len());
+        Ledger {
+            users: keys.users.into_iter().zip(a.users).collect(),
+            teams: keys.teams.into_iter().zip(a.teams).collect(),
         }
-        let written = r.written_metadata.clone();
+    }
+
+    /// Applies one finished operation; returns what to persist. The applier says what the object looks like
+    /// afterwards (it re-derives writes from fresh reads); memberships and deletions follow from the operation.
+    pub fn record(&mut self, op: &Op, r: &OpResult) -> Vec<LedgerWrite> {
+        let mut writes = match &r.after {
+            After::User(row) => self.put_user((**row).clone()),
+            After::UserGone(id) => self.forget_user(id),
+            After::Team(row) => {
+                let mut row = (**row).clone();
+                // A create's row has no roster yet; keep what the ledger knows of an existing team's.
+                if row.members_with_roles.is_empty() {
+                    if let Some(old) = self.teams.get(&row.team_id) {
+                        row.members_with_roles = old.members_with_roles.clone();
+                    }
+                }
+                self.put_team(row)
+            }
+            After::Unknown => Vec::new(),
+        };
+        if !r.outcome.succeeded() {
+            return writes;
+        }
         match op {
-            Op::CreateUser { request, .. } => {
-                let mmb: Map<String, Value> =
-                    request.model_max_budget.iter().flatten().map(|(k, v)| (k.clone(), json!(v))).collect();
-                let row = UserRow {
-                    user_id: request.user_id.clone(),
-                    user_email: request.user_email.clone(),
-                    user_alias: request.user_alias.clone(),
-                    user_role: request.user_role.clone(),
-                    max_budget: request.max_budget,
-                    budget_duration: request.budget_duration.clone(),
-                    models: request.models.clone().unwrap_or_default(),
-                    tpm_limit: request.tpm_limit,
-                    rpm_limit: request.rpm_limit,
-                    max_parallel_requests: request.max_parallel_requests,
-                    model_max_budget: mmb,
-                    metadata: written.unwrap_or_else(|| request.metadata.clone()),
-                    teams: Vec::new(),
-                };
-                self.put_user(row)
+            Op::DeleteUser { user_id, .. } if !matches!(r.after, After::UserGone(_)) => {
+                writes.extend(self.forget_user(user_id))
             }
-            Op::UpdateUser { user_id, request: q, .. } => {
-                let mut row = self
-                    .users
-                    .get(user_id)
-                    .cloned()
-                    .unwrap_or_else(|| UserRow { user_id: user_id.clone(), ..empty_user() });
-                if let Some(v) = &q.user_email {
-                    row.user_email = Some(v.clone());
-                }
-                if let Some(v) = &q.user_alias {
-                    row.user_alias = Some(v.clone());
-                }
-                if let Some(v) = &q.user_role {
-                    row.user_role = Some(v.clone());
-                }
-                if let Some(v) = &q.max_budget {
-                    row.max_budget = *v;
-                }
-                if let Some(v) = &q.budget_duration {
-                    row.budget_duration = v.clone();
-                }
-                if let Some(v) = &q.tpm_limit {
-                    row.tpm_limit = *v;
-                }
-                if let Some(v) = &q.rpm_limit {
-                    row.rpm_limit = *v;
-                }
-                if let Some(v) = &q.models {
-                    row.models = v.clone();
-                }
-                if let Some(v) = q.max_parallel_requests {
-                    row.max_parallel_requests = Some(v);
-                }
-                if let Some(v) = &q.model_max_budget {
-                    row.model_max_budget = v.iter().map(|(k, b)| (k.clone(), json!(b))).collect();
-                }
-                if let Some(m) = written.or_else(|| q.metadata.clone()) {
-                    row.metadata = m;
-                }
-                self.put_user(row)
-            }
-            Op::DeactivateUser { user_id, metadata_patch, .. } => match self.users.get(user_id).cloned() {
-                Some(mut row) => {
-                    row.metadata = written.unwrap_or_else(|| metadata_patch.apply(&row.metadata));
-                    self.put_user(row)
-                }
-                None => Vec::new(),
-            },
-            Op::DeleteUser { user_id, .. } => {
-                self.users.remove(user_id);
-                vec![LedgerWrite::DeleteUser(user_id.clone())]
-            }
-            Op::CreateTeam { request, .. } => {
-                let row = TeamRow {
-                    team_id: request.team_id.clone(),
-                    team_alias: request.team_alias.clone(),
-                    max_budget: request.max_budget,
-                    soft_budget: request.soft_budget,
-                    budget_duration: request.budget_duration.clone(),
-                    models: request.models.clone().unwrap_or_default(),
-                    tpm_limit: request.tpm_limit,
-                    rpm_limit: request.rpm_limit,
-                    metadata: written.or_else(|| request.metadata.clone()).unwrap_or_default(),
-                    members_with_roles: Vec::new(),
-                };
-                self.put_team(row)
-            }
-            Op::UpdateTeam { team_id, request: q, .. } => {
-                let Some(mut row) = self.teams.get(team_id).cloned() else { return Vec::new() };
-                if let Some(v) = &q.team_alias {
-                    row.team_alias = Some(v.clone());
-                }
-                row.max_budget = q.max_budget.or(row.max_budget);
-                row.soft_budget = q.soft_budget.or(row.soft_budget);
-                if let Some(v) = &q.budget_duration {
-                    row.budget_duration = Some(v.clone());
-                }
-                if let Some(v) = &q.models {
-                    row.models = v.clone();
-                }
-                row.tpm_limit = q.tpm_limit.or(row.tpm_limit);
-                row.rpm_limit = q.rpm_limit.or(row.rpm_limit);
-                if let Some(m) = written.or_else(|| q.metadata.clone()) {
-                    row.metadata = m;
-                }
-                self.put_team(row)
-            }
-            Op::AddMembers { team_id, members } => {
-                let Some(mut row) = self.teams.get(team_id).cloned() else { return Vec::new() };
-                for m in members {
-                    if !row.members_with_roles.iter().any(|x| x.user_id.as_deref() == Some(m.user_id.as_str())) {
+            Op::AddMember { team_id, user_id, role } => {
+                if let Some(mut row) = self.teams.get(team_id).cloned() {
+                    if !row.members_with_roles.iter().any(|x| x.user_id.as_deref() == Some(user_id.as_str())) {
                         row.members_with_roles.push(TeamMemberRow {
-                            user_id: Some(m.user_id.clone()),
+                            user_id: Some(user_id.clone()),
                             user_email: None,
-                            role: Some(m.role.clone()),
+                            role: Some(role.clone()),
                         });
                     }
+                    writes.extend(self.put_team(row));
                 }
-                self.put_team(row)
             }
             Op::UpdateMember { team_id, user_id, role } => {
-                let Some(mut row) = self.teams.get(team_id).cloned() else { return Vec::new() };
-                for m in &mut row.members_with_roles {
-                    if m.user_id.as_deref() == Some(user_id.as_str()) {
-                        m.role = Some(role.clone());
+                if let Some(mut row) = self.teams.get(team_id).cloned() {
+                    for m in &mut row.members_with_roles {
+                        if m.user_id.as_deref() == Some(user_id.as_str()) {
+                            m.role = Some(role.clone());
+                        }
                     }
+                    writes.extend(self.put_team(row));
                 }
-                self.put_team(row)
             }
-            Op::RemoveMember { team_id, user_id } => {
-                let Some(mut row) = self.teams.get(team_id).cloned() else { return Vec::new() };
-                row.members_with_roles.retain(|m| m.user_id.as_deref() != Some(user_id.as_str()));
-                self.put_team(row)
+            Op::RemoveMember { team_id, user_id, .. } => {
+                if let Some(mut row) = self.teams.get(team_id).cloned() {
+                    row.members_with_roles.retain(|m| m.user_id.as_deref() != Some(user_id.as_str()));
+                    writes.extend(self.put_team(row));
+                }
             }
+            _ => {}
         }
+        writes
+    }
+
+    /// A user that no longer exists: gone from the ledger and from every roster (LiteLLM removes a deleted user
+    /// from its teams).
+    fn forget_user(&mut self, user_id: &str) -> Vec<LedgerWrite> {
+        let mut writes = Vec::new();
+        if self.users.remove(user_id).is_some() {
+            writes.push(LedgerWrite::DeleteUser(user_id.to_string()));
+        }
+        let teams: Vec<TeamRow> = self
+            .teams
+            .values()
+            .filter(|t| t.members_with_roles.iter().any(|m| m.user_id.as_deref() == Some(user_id)))
+            .cloned()
+            .collect();
+        for mut t in teams {
+            t.members_with_roles.retain(|m| m.user_id.as_deref() != Some(user_id));
+            writes.extend(self.put_team(t));
+        }
+        writes
     }
 
     fn put_user(&mut self, row: UserRow) -> Vec<LedgerWrite> {
@@ -210,35 +168,61 @@ impl Ledger {
     }
 }
 
-fn empty_user() -> UserRow {
-    UserRow {
-        user_id: String::new(),
-        user_email: None,
-        user_alias: None,
-        user_role: None,
-        max_budget: None,
-        budget_duration: None,
-        models: Vec::new(),
-        tpm_limit: None,
-        rpm_limit: None,
-        max_parallel_requests: None,
-        model_max_budget: Map::new(),
-        metadata: Map::new(),
-        teams: Vec::new(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    fn empty_user() -> UserRow {
+        UserRow {
+            user_id: String::new(),
+            user_email: None,
+            user_alias: None,
+            user_role: None,
+            max_budget: None,
+            budget_duration: None,
+            models: Vec::new(),
+            tpm_limit: None,
+            rpm_limit: None,
+            max_parallel_requests: None,
+            model_max_budget: Map::new(),
+            metadata: Map::new(),
+            teams: Vec::new(),
+        }
+    }
+
     use std::collections::{BTreeMap, BTreeSet};
 
     use chrono::TimeZone;
 
+    use serde_json::{json, Map};
+
     use super::*;
     use crate::config::{Deprovision, Safety};
-    use crate::mapper::{CreateOptions, DesiredState, DesiredTeam, DesiredUser, ExternalKey};
+    use crate::litellm::types::UpdateUserRequest;
+    use crate::mapper::{CreateOptions, DesiredState, DesiredTeam, DesiredUser, ExternalKey, TeamOwner};
     use crate::model::{Grants, Role, TeamRole};
-    use crate::reconcile::plan::{plan, PlanContext};
+    use crate::reconcile::apply::Outcome;
+    use crate::reconcile::plan::{plan, user_update, Approval, PlanContext};
+
+    #[test]
+    fn lending_the_rows_to_a_plan_gives_back_the_same_ledger() {
+        let mut ledger = Ledger::default();
+        for id in ["carol", "alice", "bob"] {
+            let mut u = empty_user();
+            u.user_id = id.into();
+            u.metadata.insert("n".into(), json!(id.len()));
+            ledger.users.insert(id.into(), u);
+        }
+        for id in ["t2", "t1"] {
+            let t: TeamRow =
+                serde_json::from_value(json!({"team_id": id, "team_alias": format!("team {id}")})).unwrap();
+            ledger.teams.insert(id.into(), t);
+        }
+        let copied = ledger.actual();
+        let (lent, keys) = ledger.clone().into_parts();
+        assert_eq!(lent.users, copied.users, "same rows, same order as actual()");
+        assert_eq!(lent.teams, copied.teams);
+        assert_eq!(lent.users.iter().map(|u| u.user_id.as_str()).collect::<Vec<_>>(), ["alice", "bob", "carol"]);
+        assert_eq!(Ledger::from_parts(lent, keys), ledger);
+    }
 
     fn desired() -> DesiredState {
         let key = ExternalKey { source: "corp".into(), external_id: "1".into() };
@@ -264,6 +248,13 @@ mod tests {
             alias: "Engineering".into(),
             source: "corp".into(),
             group_id: "g".into(),
+            owners: vec![TeamOwner {
+                source: "corp".into(),
+                group_id: "g".into(),
+                group_name: "eng".into(),
+                templated: true,
+            }],
+            source_members: 1,
             rule: "r".into(),
             max_budget: Some(5.0),
             soft_budget: None,
@@ -294,13 +285,39 @@ mod tests {
             now: chrono::Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
             complete_sources: BTreeSet::from(["corp".to_string()]),
             source_user_counts: BTreeMap::from([("corp".to_string(), 1)]),
-            allow_mass_deprovision: false,
+            doubt: BTreeMap::new(),
+            configured_sources: BTreeSet::from(["corp".to_string()]),
+            push_sources: BTreeSet::new(),
+            approval: Approval::None,
         };
         plan(&d, a, &cx).ops
     }
 
-    fn applied(op: &Op) -> OpResult {
-        OpResult { op: op.kind(), target: op.target(), outcome: Outcome::Applied, written_metadata: None }
+    /// What the applier reports for an operation that went through, against the ledger's row (it re-derives
+    /// updates from the row it reads; here the ledger is what LiteLLM holds).
+    fn applied_on(ledger: &Ledger, op: &Op) -> OpResult {
+        let after = match op {
+            Op::CreateUser { request, .. } => After::User(Box::new(UserRow::created(request))),
+            Op::UpdateUser { user_id, desired: Some(d), .. } => {
+                let row = ledger.users[user_id].clone();
+                let marker = crate::reconcile::read_marker(&row.metadata);
+                After::User(Box::new(row.updated(&user_update(d, &row, marker.as_ref()).request)))
+            }
+            Op::DeactivateUser { user_id, metadata_patch, .. } => {
+                let row = ledger.users[user_id].clone();
+                let req = UpdateUserRequest {
+                    user_id: user_id.clone(),
+                    metadata: Some(metadata_patch.apply(&row.metadata)),
+                    ..Default::default()
+                };
+                After::User(Box::new(row.updated(&req)))
+            }
+            Op::CreateTeam { request, .. } => After::Team(Box::new(TeamRow::created(request))),
+            _ => After::Unknown,
+        };
+        let mut r = OpResult::new(op, Outcome::Applied);
+        r.after = after;
+        r
     }
 
     /// The ledger after applying a plan must plan to nothing: the property the daemon's idempotence rests on.
@@ -309,9 +326,10 @@ mod tests {
         let d = desired();
         let mut ledger = Ledger::default();
         let ops = run_plan(&d, &ledger.actual(), true);
-        assert_eq!(ops.iter().map(Op::kind).collect::<Vec<_>>(), vec!["create_team", "create_user", "add_members"]);
+        assert_eq!(ops.iter().map(Op::kind).collect::<Vec<_>>(), vec!["create_team", "create_user", "add_member"]);
         for op in &ops {
-            assert!(!ledger.record(op, &applied(op)).is_empty());
+            let r = applied_on(&ledger, op);
+            assert!(!ledger.record(op, &r).is_empty());
         }
         assert_eq!(run_plan(&d, &ledger.actual(), true), Vec::<Op>::new());
         // A change in the source → an update → recorded → converged again.
@@ -323,14 +341,16 @@ mod tests {
         let ops = run_plan(&d2, &ledger.actual(), true);
         assert_eq!(ops.iter().map(Op::kind).collect::<Vec<_>>(), vec!["update_user"]);
         for op in &ops {
-            ledger.record(op, &applied(op));
+            let r = applied_on(&ledger, op);
+            ledger.record(op, &r);
         }
         assert!(run_plan(&d2, &ledger.actual(), true).is_empty());
         // Deactivation converges too.
         let ops = run_plan(&d2, &ledger.actual(), false);
         assert_eq!(ops.iter().map(Op::kind).collect::<Vec<_>>(), vec!["deactivate_user"]);
         for op in &ops {
-            ledger.record(op, &applied(op));
+            let r = applied_on(&ledger, op);
+            ledger.record(op, &r);
         }
         assert!(run_plan(&d2, &ledger.actual(), false).is_empty());
     }
@@ -340,10 +360,7 @@ mod tests {
         let d = desired();
         let mut ledger = Ledger::default();
         let ops = run_plan(&d, &ledger.actual(), true);
-        let failed = OpResult {
-            outcome: Outcome::Failed { class: "retryable".into(), error: "down".into() },
-            ..applied(&ops[1])
-        };
+        let failed = OpResult::new(&ops[1], Outcome::Failed { class: "retryable".into(), error: "down".into() });
         assert!(ledger.record(&ops[1], &failed).is_empty());
         assert!(ledger.users.is_empty());
         let foreign = UserRow { user_id: "bob".into(), ..empty_user() };

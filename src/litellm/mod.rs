@@ -5,6 +5,7 @@
 //! This module knows the API's traps (litellm-api.md) but nothing about rules or plans.
 
 pub mod error;
+mod keys;
 pub mod types;
 
 use std::collections::BTreeMap;
@@ -34,6 +35,21 @@ const PAGE_SIZE: u32 = 100;
 pub const BULK_MAX: usize = 500;
 /// Members per `/team/member_add` request.
 pub const MEMBER_CHUNK: usize = 20;
+/// `/user/list` pages in flight during a full listing.
+const LIST_IN_FLIGHT: usize = 8;
+/// Ids per exact lookup (`/user/list?user_ids=`): one page of rows.
+pub const ID_CHUNK: usize = PAGE_SIZE as usize;
+
+/// Which failures a request may be sent again after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    /// Every retryable failure: repeating the request changes nothing (reads, and writes LiteLLM dedupes).
+    Idempotent,
+    /// Only failures that prove LiteLLM did not act on it (no connection, 429). After a timeout or a 5xx the
+    /// caller must look before trying again: LiteLLM finishes abandoned requests, so a blind retry of a key
+    /// mint makes a second key.
+    Unsafe,
+}
 
 const CAP_UNKNOWN: u8 = 0;
 const CAP_YES: u8 = 1;
@@ -129,7 +145,8 @@ impl Client {
             inner: Arc::new(Inner {
                 http,
                 base,
-                permits: Semaphore::new(cfg.concurrency),
+                // Listings may have LIST_IN_FLIGHT pages out at once; writes are bounded by the applier itself.
+                permits: Semaphore::new(cfg.concurrency.max(LIST_IN_FLIGHT)),
                 retry: RetryPolicy {
                     max_retries: cfg.max_retries,
                     initial_backoff: cfg.initial_backoff,
@@ -159,6 +176,7 @@ impl Client {
         path: &str,
         query: &[(&str, String)],
         body: Option<&Value>,
+        retry: Retry,
     ) -> Result<Vec<u8>, ApiError> {
         let inner = &self.inner;
         let endpoint = path.to_string();
@@ -192,6 +210,10 @@ impl Client {
                 Err(e) => e,
             };
             if err.class() != ErrorClass::Retryable || attempt >= inner.retry.max_retries {
+                return Err(err);
+            }
+            let unacted = matches!(err, ApiError::Connect { .. } | ApiError::Status { status: 429, .. });
+            if retry == Retry::Unsafe && !unacted {
                 return Err(err);
             }
             let wait = match &err {
@@ -231,19 +253,23 @@ impl Client {
 
     async fn get<T: DeserializeOwned>(&self, path: &str, query: &[(&str, String)]) -> Result<T, ApiError> {
         self.inner.counters.reads.fetch_add(1, Ordering::Relaxed);
-        let bytes = self.call(Method::GET, path, query, None).await?;
+        let bytes = self.call(Method::GET, path, query, None, Retry::Idempotent).await?;
         decode(path, &bytes)
     }
 
     /// The single write point: every mutating request passes here, and dry-run stops here.
     async fn write(&self, path: &str, body: &impl Serialize) -> Result<Vec<u8>, ApiError> {
+        self.write_with(path, body, Retry::Idempotent).await
+    }
+
+    async fn write_with(&self, path: &str, body: &impl Serialize, retry: Retry) -> Result<Vec<u8>, ApiError> {
         if self.inner.dry_run {
             return Err(ApiError::DryRun { endpoint: path.to_string() });
         }
         let body = serde_json::to_value(body)
             .map_err(|e| ApiError::Decode { endpoint: path.into(), detail: e.to_string() })?;
         self.inner.counters.writes.fetch_add(1, Ordering::Relaxed);
-        self.call(Method::POST, path, &[], Some(&body)).await
+        self.call(Method::POST, path, &[], Some(&body), retry).await
     }
 
     /// Checks that the key is accepted and may list users (proxy_admin or viewer). Returns the user count.
@@ -252,20 +278,32 @@ impl Client {
         Ok(page.total)
     }
 
-    /// Every user, enumerated by `user_id` order (the only total order, litellm-api.md §2.6) with pages fetched
-    /// concurrently, and de-duplicated by id. When the total moves while paging (users created or deleted
-    /// meanwhile), the listing is read once more; a user a shifted page still hides only costs a 409 → update.
-    pub async fn list_users(&self) -> Result<Vec<UserRow>, ApiError> {
-        let mut last = Vec::new();
-        for _ in 0..2 {
-            let (users, consistent) = self.list_users_once().await?;
-            if consistent {
-                return Ok(users);
-            }
-            tracing::info!("The LiteLLM user list changed while it was read; reading it again");
-            last = users;
+    /// Checks, without writing, that the key may write users and teams (the master key or a proxy_admin's key;
+    /// a proxy_admin_viewer's key reads everything and every write fails 403).
+    ///
+    /// `/user/new` with a `password` is refused by body validation (422), which runs after the route's role
+    /// check (403 for a viewer, 401 for other roles): the answer tells the role and nothing is created. Not a
+    /// write, so it is neither gated by dry-run nor counted.
+    pub async fn check_write_access(&self) -> Result<(), ApiError> {
+        let probe = serde_json::json!({ "password": "litellm-sync-permission-probe" });
+        match self.call(Method::POST, "user/new", &[], Some(&probe), Retry::Idempotent).await {
+            // 2xx cannot happen (the body is invalid); treat it as proof of the right as well.
+            Ok(_) => Ok(()),
+            Err(ApiError::Status { status: 422, .. }) => Ok(()),
+            Err(e) => Err(e),
         }
-        Ok(last)
+    }
+
+    /// Every user, enumerated by `user_id` order (the only total order, litellm-api.md §2.6) with pages fetched
+    /// concurrently, and de-duplicated by id. The flag says whether the listing was consistent: when the total
+    /// moved while paging (users created or deleted meanwhile), a page may have shifted and hidden a user, and
+    /// the caller looks up by exact id the users it cares about (cheaper than reading everything again).
+    pub async fn list_users(&self) -> Result<(Vec<UserRow>, bool), ApiError> {
+        let (users, consistent) = self.list_users_once().await?;
+        if !consistent {
+            tracing::info!("The LiteLLM user list changed while it was read");
+        }
+        Ok((users, consistent))
     }
 
     async fn list_users_once(&self) -> Result<(Vec<UserRow>, bool), ApiError> {
@@ -285,9 +323,9 @@ impl Client {
                 let query = q(p);
                 async move { self.get::<UserListPage>("user/list", &query).await }
             })
-            // Two pages at a time: LiteLLM serves them from one worker, so more in flight only queue there, and a
-            // queued request's wait counts against its timeout.
-            .buffered(2)
+            // Pages in flight: LiteLLM serves them from one worker, but overlapping its database round trips still
+            // buys about a third (litellm-api.md §0); a queued request's wait counts against its timeout.
+            .buffered(LIST_IN_FLIGHT)
             .try_collect()
             .await?;
         let mut by_id: BTreeMap<String, UserRow> = BTreeMap::new();
@@ -305,15 +343,20 @@ impl Client {
     /// The users among `ids` that exist, by exact id. `/user/list?user_ids=` matches exactly for two or more ids
     /// (one id would be a substring match), so a single id is sent twice.
     pub async fn users_by_ids(&self, ids: &[String]) -> Result<Vec<UserRow>, ApiError> {
+        // LiteLLM splits the list on commas: an id holding one is looked up on its own.
+        let (odd, plain): (Vec<&String>, Vec<&String>) = ids.iter().partition(|id| id.contains(','));
         let mut out = Vec::new();
-        for chunk in ids.chunks(PAGE_SIZE as usize) {
-            let mut list: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        for chunk in plain.chunks(ID_CHUNK) {
+            let mut list: Vec<&str> = chunk.iter().map(|s| s.as_str()).collect();
             if list.len() == 1 {
                 list.push(list[0]);
             }
             let q = [("user_ids", list.join(",")), ("page_size", PAGE_SIZE.to_string())];
             let page: UserListPage = self.get("user/list", &q).await?;
-            out.extend(page.users.into_iter().filter(|u| chunk.contains(&u.user_id)));
+            out.extend(page.users.into_iter().filter(|u| chunk.iter().any(|id| **id == u.user_id)));
+        }
+        for id in odd {
+            out.extend(self.get_user(id).await?);
         }
         Ok(out)
     }
@@ -475,36 +518,6 @@ impl Client {
     pub async fn update_member(&self, team_id: &str, user_id: &str, role: &str) -> Result<(), ApiError> {
         let body = serde_json::json!({ "team_id": team_id, "user_id": user_id, "role": role });
         self.write("team/member_update", &body).await.map(drop)
-    }
-
-    /// Every key a user owns (hashed tokens and their blocked state).
-    pub async fn list_keys(&self, user_id: &str) -> Result<Vec<KeyRow>, ApiError> {
-        let mut out = Vec::new();
-        let mut page = 1u64;
-        loop {
-            let q = [
-                ("user_id", user_id.to_string()),
-                ("return_full_object", "true".to_string()),
-                ("size", PAGE_SIZE.to_string()),
-                ("page", page.to_string()),
-            ];
-            let p: KeyListPage = self.get("key/list", &q).await?;
-            out.extend(p.keys);
-            if page >= p.total_pages {
-                return Ok(out);
-            }
-            page += 1;
-        }
-    }
-
-    /// Blocks (`true`) or unblocks a key by its hashed token; `Ok(false)` when the key no longer exists.
-    pub async fn set_key_blocked(&self, token: &str, blocked: bool) -> Result<bool, ApiError> {
-        let path = if blocked { "key/block" } else { "key/unblock" };
-        match self.write(path, &serde_json::json!({ "key": token })).await {
-            Ok(_) => Ok(true),
-            Err(e) if e.class() == ErrorClass::NotFound => Ok(false),
-            Err(e) => Err(e),
-        }
     }
 }
 

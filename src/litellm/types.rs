@@ -116,12 +116,9 @@ pub struct NewUserRequest {
     pub model_max_budget: Option<BTreeMap<String, f64>>,
     #[serde(default)]
     pub metadata: Map<String, Value>,
+    /// Always sent, always false (LiteLLM's default is true): keys are minted with `/key/generate`.
     #[serde(default)]
     pub auto_create_key: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub key_alias: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub duration: Option<String>,
     /// Not accepted by the bulk endpoint (422): such users are created one by one.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub send_invite_email: bool,
@@ -228,26 +225,142 @@ pub struct TeamListPage {
     pub total_pages: u64,
 }
 
-/// `POST /team/new` and `/team/update` (the latter with only the changed fields).
+/// `POST /team/new` and `/team/update` (the latter with only the changed fields). `/team/update` stores what is
+/// sent, an explicit null included (`exclude_unset`), so the double options clear a field: `Some(None)` is null.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TeamRequest {
     pub team_id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub team_alias: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_budget: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub soft_budget: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub budget_duration: Option<String>,
+    #[serde(default, deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
+    pub max_budget: Option<Option<f64>>,
+    #[serde(default, deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
+    pub soft_budget: Option<Option<f64>>,
+    #[serde(default, deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
+    pub budget_duration: Option<Option<String>>,
+    /// `[]`: every model of the proxy.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub models: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tpm_limit: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rpm_limit: Option<u64>,
+    #[serde(default, deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
+    pub tpm_limit: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "double_option", skip_serializing_if = "Option::is_none")]
+    pub rpm_limit: Option<Option<u64>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Map<String, Value>>,
+}
+
+impl TeamRow {
+    /// The row a `/team/new` with this body creates (before anyone joins).
+    pub fn created(req: &TeamRequest) -> TeamRow {
+        TeamRow {
+            team_id: req.team_id.clone(),
+            team_alias: None,
+            max_budget: None,
+            soft_budget: None,
+            budget_duration: None,
+            models: Vec::new(),
+            tpm_limit: None,
+            rpm_limit: None,
+            metadata: Map::new(),
+            members_with_roles: Vec::new(),
+        }
+        .updated(req)
+    }
+
+    /// This row after a `/team/update` with `req`.
+    pub fn updated(&self, req: &TeamRequest) -> TeamRow {
+        let mut row = self.clone();
+        if let Some(v) = &req.team_alias {
+            row.team_alias = Some(v.clone());
+        }
+        if let Some(v) = req.max_budget {
+            row.max_budget = v;
+        }
+        if let Some(v) = req.soft_budget {
+            row.soft_budget = v;
+        }
+        if let Some(v) = &req.budget_duration {
+            row.budget_duration = v.clone();
+        }
+        if let Some(v) = &req.models {
+            row.models = v.clone();
+        }
+        if let Some(v) = req.tpm_limit {
+            row.tpm_limit = v;
+        }
+        if let Some(v) = req.rpm_limit {
+            row.rpm_limit = v;
+        }
+        if let Some(m) = &req.metadata {
+            row.metadata = m.clone();
+        }
+        row
+    }
+}
+
+impl UserRow {
+    /// The row a `/user/new` (or bulk row) with this body creates.
+    pub fn created(req: &NewUserRequest) -> UserRow {
+        UserRow {
+            user_id: req.user_id.clone(),
+            user_email: req.user_email.clone(),
+            user_alias: req.user_alias.clone(),
+            user_role: req.user_role.clone(),
+            max_budget: req.max_budget,
+            budget_duration: req.budget_duration.clone(),
+            models: req.models.clone().unwrap_or_default(),
+            tpm_limit: req.tpm_limit,
+            rpm_limit: req.rpm_limit,
+            max_parallel_requests: req.max_parallel_requests,
+            model_max_budget: req
+                .model_max_budget
+                .iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), serde_json::json!(v)))
+                .collect(),
+            metadata: req.metadata.clone(),
+            teams: Vec::new(),
+        }
+    }
+
+    /// This row after a `/user/update` with `req`.
+    pub fn updated(&self, req: &UpdateUserRequest) -> UserRow {
+        let mut row = self.clone();
+        if let Some(v) = &req.user_email {
+            row.user_email = Some(v.clone());
+        }
+        if let Some(v) = &req.user_alias {
+            row.user_alias = Some(v.clone());
+        }
+        if let Some(v) = &req.user_role {
+            row.user_role = Some(v.clone());
+        }
+        if let Some(v) = req.max_budget {
+            row.max_budget = v;
+        }
+        if let Some(v) = &req.budget_duration {
+            row.budget_duration = v.clone();
+        }
+        if let Some(v) = req.tpm_limit {
+            row.tpm_limit = v;
+        }
+        if let Some(v) = req.rpm_limit {
+            row.rpm_limit = v;
+        }
+        if let Some(v) = &req.models {
+            row.models = v.clone();
+        }
+        if let Some(v) = req.max_parallel_requests {
+            row.max_parallel_requests = Some(v);
+        }
+        if let Some(v) = &req.model_max_budget {
+            row.model_max_budget = v.iter().map(|(k, b)| (k.clone(), serde_json::json!(b))).collect();
+        }
+        if let Some(m) = &req.metadata {
+            row.metadata = m.clone();
+        }
+        row
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -262,6 +375,23 @@ pub struct KeyRow {
     pub token: String,
     #[serde(default)]
     pub blocked: Option<bool>,
+    #[serde(default)]
+    pub user_id: Option<String>,
+    #[serde(default)]
+    pub key_alias: Option<String>,
+}
+
+/// `/key/generate`'s answer: the plaintext key, held as a secret from the moment it is read.
+#[derive(Deserialize)]
+pub struct MintedKey {
+    pub key: secrecy::SecretString,
+}
+
+/// `/key/list` read only for its count.
+#[derive(Debug, Clone, Deserialize)]
+pub struct KeyCountPage {
+    #[serde(default)]
+    pub total_count: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

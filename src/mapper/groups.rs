@@ -1,27 +1,29 @@
 //! Nested groups flattened into per-user memberships, with cycle detection.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use crate::model::Snapshot;
 
-/// Every group (by external id) each user belongs to, directly or through nested groups.
+/// Every group (by external id) each user belongs to, directly or through nested groups. Borrows the ids from
+/// the snapshot: one short list of references per user, not a set of copied strings.
 #[derive(Debug, Default)]
-pub struct Memberships {
-    by_user: BTreeMap<String, BTreeSet<String>>,
+pub struct Memberships<'s> {
+    by_user: HashMap<&'s str, Vec<&'s str>>,
     pub warnings: Vec<String>,
 }
 
-impl Memberships {
-    pub fn of_user(&self, external_id: &str) -> Vec<String> {
-        self.by_user.get(external_id).map(|s| s.iter().cloned().collect()).unwrap_or_default()
+impl<'s> Memberships<'s> {
+    /// The user's groups in id order, borrowed (no copy per user and per call).
+    pub fn of_user<'m>(&'m self, external_id: &str) -> impl Iterator<Item = &'s str> + 'm {
+        self.by_user.get(external_id).into_iter().flatten().copied()
     }
 }
 
 /// Resolves direct memberships (group member lists and the users' own `groups`) and nesting: a member of group
 /// B is a member of A when B is listed in A's `member_groups`. Cycles (A ⊃ B ⊃ A) are reported once and do not
 /// loop; everyone in a cycle ends up in every group of it, which is what the directory's nesting says.
-pub fn flatten_memberships(snap: &Snapshot) -> Memberships {
-    let known: BTreeSet<&str> = snap.groups.iter().map(|g| g.external_id.as_str()).collect();
+pub fn flatten_memberships(snap: &Snapshot) -> Memberships<'_> {
+    let known: HashSet<&str> = snap.groups.iter().map(|g| g.external_id.as_str()).collect();
     // child group → parent groups
     let mut parents: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for g in &snap.groups {
@@ -31,22 +33,23 @@ pub fn flatten_memberships(snap: &Snapshot) -> Memberships {
             }
         }
     }
-    let mut direct: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    // user → the groups that list it directly (duplicates are removed below, with the nesting).
+    let mut direct: HashMap<&str, Vec<&str>> = HashMap::new();
     for g in &snap.groups {
         for m in &g.members {
-            direct.entry(m.as_str()).or_default().insert(g.external_id.as_str());
+            direct.entry(m.as_str()).or_default().push(g.external_id.as_str());
         }
     }
     for u in &snap.users {
         for gid in &u.groups {
             if known.contains(gid.as_str()) {
-                direct.entry(u.external_id.as_str()).or_default().insert(gid.as_str());
+                direct.entry(u.external_id.as_str()).or_default().push(gid.as_str());
             }
         }
     }
 
-    // Closure of each group upwards, memoized per group.
-    let mut up: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    // Closure of each group upwards (itself included), memoized per group.
+    let mut up: HashMap<&str, Vec<&str>> = HashMap::new();
     for g in &snap.groups {
         let mut seen: BTreeSet<&str> = BTreeSet::new();
         let mut stack = vec![g.external_id.as_str()];
@@ -55,16 +58,19 @@ pub fn flatten_memberships(snap: &Snapshot) -> Memberships {
                 stack.extend(parents.get(cur).into_iter().flatten().copied());
             }
         }
-        up.insert(g.external_id.as_str(), seen);
+        up.insert(g.external_id.as_str(), seen.into_iter().collect());
     }
 
-    let mut out = Memberships { warnings: find_cycles(snap, &parents), ..Default::default() };
+    let mut out = Memberships { warnings: find_cycles(snap, &parents), by_user: HashMap::new() };
+    out.by_user.reserve(snap.users.len());
     for u in &snap.users {
-        let mut all = BTreeSet::new();
-        for gid in direct.get(u.external_id.as_str()).into_iter().flatten() {
-            all.extend(up.get(gid).into_iter().flatten().map(|s| s.to_string()));
+        let Some(gids) = direct.get(u.external_id.as_str()) else { continue };
+        let mut all: Vec<&str> = gids.iter().flat_map(|gid| up.get(gid).into_iter().flatten().copied()).collect();
+        all.sort_unstable();
+        all.dedup();
+        if !all.is_empty() {
+            out.by_user.insert(u.external_id.as_str(), all);
         }
-        out.by_user.insert(u.external_id.clone(), all);
     }
     out
 }

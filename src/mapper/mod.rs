@@ -7,19 +7,22 @@
 //! (highest/lowest/first); `budget_duration` comes with the winning `max_budget` when that rule sets one.
 
 mod groups;
+mod templates;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use globset::{GlobBuilder, GlobMatcher};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, KeySpec, LimitPrecedence, Rule, SourceConfig, Unmatched};
+use crate::config::{Config, KeySpec, LimitPrecedence, Rule, Unmatched};
+use crate::model::dn::normalize_dn;
 use crate::model::{Grants, Group, Identity, Role, Snapshot, TeamRole};
-use crate::sources::ldap::convert::normalize_dn;
 
 pub use groups::{flatten_memberships, Memberships};
+use templates::render_group_template;
+pub use templates::{normalize_email, render_user_id, slugify};
 
 /// LiteLLM's value for "every model on the proxy".
 pub const ALL_MODELS: &str = "all-proxy-models";
@@ -57,18 +60,85 @@ pub struct DesiredUser {
     pub fields: Grants,
     pub create: CreateOptions,
     /// Field name → where its value came from ("rule admins (group cn=admins,…)", "defaults", "override").
-    pub provenance: BTreeMap<String, String>,
+    pub provenance: Provenance,
     /// Every group the user is in, nesting resolved (names).
     pub groups: Vec<String>,
     pub rules: Vec<String>,
+}
+
+/// Field name → where its value came from, as a short list sorted by field name. It reads, serializes and
+/// deserializes like the map it replaces; most users have one to three entries, for which a map's node would
+/// cost about half a KiB each, and a run holds every user's at once.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Provenance(Vec<(String, String)>);
+
+impl Provenance {
+    fn position(&self, field: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|(k, _)| k.as_str().cmp(field))
+    }
+
+    pub fn get(&self, field: &str) -> Option<&String> {
+        self.position(field).ok().map(|i| &self.0[i].1)
+    }
+
+    /// Sets where `field` came from, replacing what was recorded for it.
+    pub fn insert(&mut self, field: String, from: String) {
+        match self.position(&field) {
+            Ok(i) => self.0[i].1 = from,
+            Err(i) => self.0.insert(i, (field, from)),
+        }
+    }
+
+    /// The entries in field order.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.0.iter().map(|(k, v)| (k, v))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Serialize for Provenance {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for Provenance {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Provenance(BTreeMap::<String, String>::deserialize(d)?.into_iter().collect()))
+    }
+}
+
+/// A group that feeds a team.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TeamOwner {
+    pub source: String,
+    pub group_id: String,
+    pub group_name: String,
+    /// The rule's team id is rendered from the group (`{group_name}`, `{group_id}`) rather than written out: two
+    /// such groups meeting on one id is an accident of rendering, while a written-out id names its team on purpose.
+    #[serde(skip)]
+    pub templated: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DesiredTeam {
     pub team_id: String,
     pub alias: String,
+    /// The first group (in source and rule order) that renders the team: its settings and the marker's owner.
     pub source: String,
     pub group_id: String,
+    /// Every group that feeds the team: one, or groups of the same name in several sources (merged ownership).
+    pub owners: Vec<TeamOwner>,
+    /// Users the owning groups hold as read, active or not, nesting resolved. Zero while the team has managed
+    /// members means the group read empty: doubt, not a reason to remove anyone.
+    pub source_members: usize,
     pub rule: String,
     pub max_budget: Option<f64>,
     pub soft_budget: Option<f64>,
@@ -90,10 +160,16 @@ pub struct Excluded {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct DesiredState {
+    /// Every identity in scope, keyed by the source's id. Two of them may render one `user_id`: the planner,
+    /// which knows who owns the id in LiteLLM, decides (DESIGN.md §2.6).
     pub users: BTreeMap<ExternalKey, DesiredUser>,
     pub teams: BTreeMap<String, DesiredTeam>,
+    /// Team ids that two distinct groups render: a configuration error; neither group's team is planned.
+    pub team_conflicts: BTreeSet<String>,
     pub excluded: Vec<Excluded>,
     pub warnings: Vec<String>,
+    /// Problems that must fail the run (team id conflicts).
+    pub errors: Vec<String>,
 }
 
 struct CompiledRule<'a> {
@@ -146,10 +222,10 @@ impl<'a> Mapper<'a> {
         Mapper { cfg, rules }
     }
 
-    /// Maps complete snapshots to the desired state.
-    pub fn map(&self, snapshots: &[Snapshot]) -> DesiredState {
+    /// Maps complete snapshots to the desired state. The order matters only for teams several sources feed: the
+    /// first source's group owns the team.
+    pub fn map<'s>(&self, snapshots: impl IntoIterator<Item = &'s Snapshot>) -> DesiredState {
         let mut out = DesiredState::default();
-        let mut taken_ids: BTreeMap<String, ExternalKey> = BTreeMap::new();
         for snap in snapshots {
             let Some(src) = self.cfg.source(&snap.source) else {
                 out.warnings.push(format!("snapshot from unknown source {:?} ignored", snap.source));
@@ -157,10 +233,9 @@ impl<'a> Mapper<'a> {
             };
             let memberships = flatten_memberships(snap);
             out.warnings.extend(memberships.warnings.iter().cloned());
-            let groups_by_id: BTreeMap<&str, &Group> =
-                snap.groups.iter().map(|g| (g.external_id.as_str(), g)).collect();
+            let groups_by_id: HashMap<&str, &Group> = snap.groups.iter().map(|g| (g.external_id.as_str(), g)).collect();
             // Which rules each group matches, computed once per group.
-            let matched_rules: BTreeMap<&str, Vec<usize>> = snap
+            let matched_rules: HashMap<&str, Vec<usize>> = snap
                 .groups
                 .iter()
                 .map(|g| {
@@ -169,13 +244,11 @@ impl<'a> Mapper<'a> {
                 })
                 .collect();
 
+            let mut users: Vec<(ExternalKey, DesiredUser)> = Vec::with_capacity(snap.users.len());
             for ident in &snap.users {
                 let key = ExternalKey { source: snap.source.clone(), external_id: ident.external_id.clone() };
-                let user_groups: Vec<&Group> = memberships
-                    .of_user(&ident.external_id)
-                    .iter()
-                    .filter_map(|gid| groups_by_id.get(gid.as_str()).copied())
-                    .collect();
+                let user_groups: Vec<&Group> =
+                    memberships.of_user(&ident.external_id).filter_map(|gid| groups_by_id.get(gid).copied()).collect();
                 // (rule index, group) pairs in rule order, then group order.
                 let mut hits: Vec<(usize, &Group)> = user_groups
                     .iter()
@@ -200,15 +273,6 @@ impl<'a> Mapper<'a> {
                         continue;
                     }
                 };
-                if let Some(other) = taken_ids.get(&user_id) {
-                    out.excluded.push(Excluded {
-                        key: key.clone(),
-                        user_name: ident.user_name.clone(),
-                        reason: format!("user_id {user_id:?} is already taken by {other}"),
-                    });
-                    continue;
-                }
-                taken_ids.insert(user_id.clone(), key.clone());
 
                 let (fields, provenance) = self.resolve(ident, &hits);
                 let mut rules: Vec<String> = hits.iter().map(|(i, _)| self.rules[*i].rule.name.clone()).collect();
@@ -223,7 +287,7 @@ impl<'a> Mapper<'a> {
                         }
                     }
                 }
-                out.users.insert(
+                users.push((
                     key.clone(),
                     DesiredUser {
                         key,
@@ -238,16 +302,38 @@ impl<'a> Mapper<'a> {
                         groups: group_names,
                         rules,
                     },
-                );
+                ));
             }
-            // Teams whose group currently has no active member still exist as desired (empty roster).
-            for g in &snap.groups {
-                for &i in matched_rules.get(g.external_id.as_str()).into_iter().flatten() {
-                    if let Some(team) = &self.rules[i].rule.team {
-                        self.ensure_team(&mut out, &snap.source, self.rules[i].rule, team, g);
+            if out.users.is_empty() {
+                out.users = into_sorted_map(users);
+            } else {
+                out.users.extend(users);
+            }
+            // Teams whose group currently has no active member still exist as desired (empty roster), and every
+            // team learns how many users its groups hold as read.
+            let mut group_sizes: HashMap<&str, usize> = HashMap::new();
+            for u in &snap.users {
+                for gid in memberships.of_user(&u.external_id) {
+                    if let Some(g) = groups_by_id.get(gid) {
+                        *group_sizes.entry(g.external_id.as_str()).or_default() += 1;
                     }
                 }
             }
+            for g in &snap.groups {
+                let mut counted = BTreeSet::new();
+                for &i in matched_rules.get(g.external_id.as_str()).into_iter().flatten() {
+                    if let Some(team) = &self.rules[i].rule.team {
+                        let t = self.ensure_team(&mut out, &snap.source, self.rules[i].rule, team, g);
+                        // Several rules may render one team from the same group: count the group once.
+                        if counted.insert(t.team_id.clone()) {
+                            t.source_members += group_sizes.get(g.external_id.as_str()).copied().unwrap_or(0);
+                        }
+                    }
+                }
+            }
+        }
+        for team_id in &out.team_conflicts {
+            out.teams.remove(team_id);
         }
         out
     }
@@ -274,13 +360,37 @@ impl<'a> Mapper<'a> {
     ) -> &'b mut DesiredTeam {
         let team_id = render_group_template(spec.id.as_deref().unwrap_or("{group_name}"), source, g, true);
         let alias = render_group_template(spec.alias.as_deref().unwrap_or("{group_name}"), source, g, false);
-        if let Some(existing) = out.teams.get(&team_id) {
-            if existing.group_id != g.external_id || existing.source != source {
-                out.warnings.push(format!(
-                    "team {team_id:?}: groups {:?} and {:?} both map to it; members are merged, settings come from \
-                     rule {:?}",
-                    existing.group_id, g.external_id, existing.rule
-                ));
+        let template = spec.id.as_deref().unwrap_or("{group_name}");
+        let owner = TeamOwner {
+            source: source.to_string(),
+            group_id: g.external_id.clone(),
+            group_name: g.name.clone(),
+            templated: template.contains("{group_name}") || template.contains("{group_id}"),
+        };
+        if let Some(existing) = out.teams.get_mut(&team_id) {
+            if !existing.owners.iter().any(|o| o.source == owner.source && o.group_id == owner.group_id) {
+                // Merged on purpose: a team id written out in a rule (several groups feed that team), or groups of
+                // one name in several sources. Any other pair of distinct groups rendering one id (two names that
+                // slugify alike) would merge two audiences' access: a configuration error, never silently.
+                let merge = !owner.templated
+                    || existing
+                        .owners
+                        .iter()
+                        .all(|o| !o.templated || (o.source != owner.source && o.group_name == owner.group_name));
+                if merge {
+                    existing.owners.push(owner.clone());
+                } else {
+                    let first = &existing.owners[0];
+                    let error = format!(
+                        "team id {team_id:?} is rendered by two distinct groups, {:?} ({}, id {:?}) and {:?} ({}, id \
+                         {:?}); neither team is provisioned. Make the team rule's `id` template tell them apart (e.g. \
+                         with {{group_id}})",
+                        first.group_name, first.source, first.group_id, owner.group_name, owner.source, owner.group_id
+                    );
+                    if out.team_conflicts.insert(team_id.clone()) || !out.errors.contains(&error) {
+                        out.errors.push(error);
+                    }
+                }
             }
         }
         out.teams.entry(team_id.clone()).or_insert_with(|| DesiredTeam {
@@ -288,6 +398,8 @@ impl<'a> Mapper<'a> {
             alias,
             source: source.to_string(),
             group_id: g.external_id.clone(),
+            owners: vec![owner],
+            source_members: 0,
             rule: rule.name.clone(),
             max_budget: spec.max_budget,
             soft_budget: spec.soft_budget,
@@ -315,9 +427,9 @@ impl<'a> Mapper<'a> {
     }
 
     /// Combines defaults, matching rules and the user's overrides into the desired user fields.
-    fn resolve(&self, ident: &Identity, hits: &[(usize, &Group)]) -> (Grants, BTreeMap<String, String>) {
+    fn resolve(&self, ident: &Identity, hits: &[(usize, &Group)]) -> (Grants, Provenance) {
         let mut g = Grants::default();
-        let mut prov: BTreeMap<String, String> = BTreeMap::new();
+        let mut prov = Provenance::default();
         let origin = |i: usize, grp: &Group| {
             format!("rule {:?} (group {:?})", self.rules[i].rule.name, grp.dn.as_deref().unwrap_or(&grp.name))
         };
@@ -429,6 +541,59 @@ impl<'a> Mapper<'a> {
     }
 }
 
+/// The map of `users` built at once in key order: inserting them one by one in read order shifts the (large)
+/// values around inside the tree's nodes for every user. A key read twice keeps its last entry, as inserting did.
+fn into_sorted_map(mut users: Vec<(ExternalKey, DesiredUser)>) -> BTreeMap<ExternalKey, DesiredUser> {
+    // Sort positions, not the values themselves, then move each value once into place (following the cycles of
+    // the permutation): position i receives the value at order[i]. Equal keys keep read order (stable sort).
+    let mut order = key_order(users.iter().map(|(k, _)| k));
+    for start in 0..order.len() {
+        let mut cur = start;
+        loop {
+            let next = order[cur];
+            order[cur] = cur;
+            if next == start || next == cur {
+                break;
+            }
+            users.swap(cur, next);
+            cur = next;
+        }
+    }
+    users.dedup_by(|later, kept| {
+        let same = later.0 == kept.0;
+        if same {
+            std::mem::swap(later, kept);
+        }
+        same
+    });
+    // Already sorted and unique: the map is built from the vector without sorting or moving anything again.
+    users.into_iter().collect()
+}
+
+/// The positions of `keys` in key order, equal keys in their given order. Comparing two keys reads two strings
+/// elsewhere in memory; the first bytes of the external ids are compared inline first (keys of one source, as a
+/// snapshot's are, differ there), so sorting ~every user of a run costs few of those reads.
+pub(crate) fn key_order<'k>(keys: impl Iterator<Item = &'k ExternalKey>) -> Vec<usize> {
+    let keys: Vec<&ExternalKey> = keys.collect();
+    let one_source = keys.first().is_none_or(|f| keys.iter().all(|k| k.source == f.source));
+    let mut order: Vec<(u64, usize)> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            let mut head = [0u8; 8];
+            if one_source {
+                let b = k.external_id.as_bytes();
+                let n = b.len().min(8);
+                head[..n].copy_from_slice(&b[..n]);
+            }
+            // Big-endian, zero-padded: ordered as the strings are (a tie falls back to the full comparison).
+            (u64::from_be_bytes(head), i)
+        })
+        .collect();
+    order.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| keys[a.1].cmp(keys[b.1])).then(a.1.cmp(&b.1)));
+    order.into_iter().map(|(_, i)| i).collect()
+}
+
 /// Picks one candidate value by precedence; candidates arrive in rule order.
 fn choose<T: PartialOrd + Copy, X: Copy>(
     cands: impl Iterator<Item = (T, usize, X)>,
@@ -445,7 +610,7 @@ fn choose<T: PartialOrd + Copy, X: Copy>(
 }
 
 /// Copies the fields of `layer` into `g`: all of them when `force`, else only those `g` does not set.
-fn overlay(g: &mut Grants, prov: &mut BTreeMap<String, String>, layer: &Grants, label: &str, force: bool) {
+fn overlay(g: &mut Grants, prov: &mut Provenance, layer: &Grants, label: &str, force: bool) {
     macro_rules! put {
         ($field:ident, $name:expr) => {
             if let Some(v) = &layer.$field {
@@ -485,56 +650,4 @@ pub fn normalize_models(models: impl Iterator<Item = String>) -> Vec<String> {
     } else {
         set.into_iter().collect()
     }
-}
-
-/// E-mail addresses are sent lower-cased and trimmed: LiteLLM's duplicate check is case-insensitive while its
-/// e-mail lookups are not (litellm-api.md §2.2).
-pub fn normalize_email(e: &str) -> String {
-    e.trim().to_lowercase()
-}
-
-/// Renders a source's `user_id_template` for one identity.
-pub fn render_user_id(src: &SourceConfig, ident: &Identity) -> Result<String, String> {
-    let email = ident.email.as_deref().map(normalize_email).filter(|e| !e.is_empty());
-    if src.user_id_template.contains("{email}") && email.is_none() {
-        return Err(format!(
-            "user_id_template {:?} needs an e-mail address and the user has none",
-            src.user_id_template
-        ));
-    }
-    let id = src
-        .user_id_template
-        .replace("{user_name}", &ident.user_name)
-        .replace("{email}", email.as_deref().unwrap_or(""))
-        .replace("{id}", &ident.external_id)
-        .replace("{source}", &src.name);
-    if id.trim().is_empty() {
-        return Err("the rendered user_id is empty".into());
-    }
-    if id.len() > 512 {
-        return Err(format!("the rendered user_id is {} bytes long; LiteLLM accepts at most 512", id.len()));
-    }
-    if id.chars().any(char::is_control) {
-        return Err("the rendered user_id contains control characters".into());
-    }
-    Ok(id)
-}
-
-/// Renders a team id or alias template. For ids, substituted values are slugified so that a group named
-/// "LLM Users (EU)" gives the team id "llm-users-eu".
-fn render_group_template(t: &str, source: &str, g: &Group, slug: bool) -> String {
-    let f = |s: &str| if slug { slugify(s) } else { s.to_string() };
-    t.replace("{group_name}", &f(&g.name)).replace("{group_id}", &f(&g.external_id)).replace("{source}", &f(source))
-}
-
-pub fn slugify(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if c.is_ascii_alphanumeric() || c == '_' || c == '.' {
-            out.push(c.to_ascii_lowercase());
-        } else if !out.ends_with('-') {
-            out.push('-');
-        }
-    }
-    out.trim_matches('-').to_string()
 }

@@ -5,6 +5,9 @@
 //! time), so no local state is needed to know what is managed, what to reset, or when a grace period ends.
 
 pub mod apply;
+pub mod key_sink;
+pub mod op;
+pub mod pass;
 pub mod plan;
 pub mod render;
 
@@ -14,10 +17,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-/// The metadata key of the ownership marker.
-pub const MARKER_KEY: &str = "litellm_sync";
-/// LiteLLM's own "deactivated" flag: keys of a user with `scim_active=false` stop working (litellm-api.md §6).
-pub const SCIM_ACTIVE: &str = "scim_active";
+pub use crate::model::{MARKER_KEY, SCIM_ACTIVE};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UserMarker {
@@ -31,15 +31,24 @@ pub struct UserMarker {
     pub metadata_keys: BTreeSet<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deactivated_at: Option<DateTime<Utc>>,
-    /// Hashed tokens of the keys litellm-sync blocked when it deactivated the user (unblocked on return).
+    /// Hashed tokens of the keys litellm-sync blocks when it deactivates the user (unblocked on return). Written
+    /// *before* the keys are blocked, so an interrupted deactivation still knows every key it must undo.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub blocked_keys: Vec<String>,
+    /// `blocked_keys` are recorded but not all blocked yet: the next run finishes the deactivation.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub blocking: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TeamMarker {
+    /// The owning source and group (the first in configuration order when groups of one name in several sources
+    /// feed the team).
     pub source: String,
     pub group_id: String,
+    /// Team fields litellm-sync set last time; a field that drops out of the rule is reset.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub fields: BTreeSet<String>,
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub metadata_keys: BTreeSet<String>,
 }
@@ -54,6 +63,13 @@ pub struct MetadataPatch {
 }
 
 impl MetadataPatch {
+    /// Whether [`MetadataPatch::apply`] would return something other than `base`, without building it (a no-op
+    /// run asks this of every managed user).
+    pub fn changes(&self, base: &Map<String, Value>) -> bool {
+        self.set.iter().any(|(k, v)| base.get(k) != Some(v))
+            || self.remove.iter().any(|k| base.contains_key(k) && !self.set.contains_key(k))
+    }
+
     pub fn apply(&self, base: &Map<String, Value>) -> Map<String, Value> {
         let mut out = base.clone();
         for k in &self.remove {
@@ -69,7 +85,8 @@ impl MetadataPatch {
 /// Reads a marker; a malformed one (edited by hand, or written by something else) counts as no marker, so the
 /// object is treated as unmanaged and left alone.
 pub fn read_marker<T: for<'de> Deserialize<'de>>(metadata: &Map<String, Value>) -> Option<T> {
-    metadata.get(MARKER_KEY).and_then(|v| serde_json::from_value(v.clone()).ok())
+    // Deserialized from the borrowed value: no copy of the marker per user and per lookup.
+    metadata.get(MARKER_KEY).and_then(|v| T::deserialize(v).ok())
 }
 
 #[cfg(test)]

@@ -10,7 +10,9 @@ use serde_json::{json, Value};
 use super::apply::{ApplyReport, Outcome};
 use super::plan::{Change, Op, Plan};
 
-pub const FORMAT_VERSION: u32 = 1;
+/// 2: one `add_member` per membership (was `add_members` with a list), `collisions`, `errors`, `approved`,
+/// `basis`, `remove_member.team_keys`, and the `not_sent` result.
+pub const FORMAT_VERSION: u32 = 2;
 
 fn short(v: &Value) -> String {
     let s = match v {
@@ -42,10 +44,14 @@ fn op_text(out: &mut String, op: &Op) {
             let _ = writeln!(out, "  ~ update team {team_id}");
             changes_text(out, changes);
         }
-        Op::CreateUser { user_id, key, request, .. } => {
+        Op::CreateUser { user_id, key, request, desired } => {
             let _ = writeln!(out, "  + create user {user_id}  [{key}]");
             let body = serde_json::to_value(request).unwrap_or_default();
             fields_text(out, &body, &["user_id", "auto_create_key"]);
+            if let Some(k) = desired.create.key.as_ref() {
+                let alias = k.alias.as_deref().unwrap_or("{user_id}");
+                let _ = writeln!(out, "      mints a key (alias template {alias:?}), delivered to the [keys] file");
+            }
         }
         Op::UpdateUser { user_id, reason, changes, unblock_keys, .. } => {
             let verb = match reason.as_str() {
@@ -65,17 +71,28 @@ fn op_text(out: &mut String, op: &Op) {
         Op::DeleteUser { user_id, reason, .. } => {
             let _ = writeln!(out, "  - delete user {user_id}: {reason}");
         }
-        Op::AddMembers { team_id, members } => {
-            let list: Vec<String> = members.iter().map(|m| format!("{} ({})", m.user_id, m.role)).collect();
-            let _ = writeln!(out, "  + add to team {team_id}: {}", list.join(", "));
+        Op::AddMember { team_id, user_id, role } => {
+            let _ = writeln!(out, "  + add to team {team_id}: {user_id} ({role})");
         }
         Op::UpdateMember { team_id, user_id, role } => {
             let _ = writeln!(out, "  ~ team {team_id}: {user_id} becomes {role}");
         }
-        Op::RemoveMember { team_id, user_id } => {
-            let _ = writeln!(out, "  - remove from team {team_id}: {user_id}");
+        Op::RemoveMember { team_id, user_id, team_keys } => {
+            let keys = match team_keys {
+                Some(0) => " (holds no key of the team)".to_string(),
+                Some(n) => format!(" (deletes the {n} key(s) the member holds for the team)"),
+                None => " (deletes the keys the member holds for the team)".to_string(),
+            };
+            let _ = writeln!(out, "  - remove from team {team_id}: {user_id}{keys}");
         }
     }
+}
+
+/// One operation on one line (the first line of its text), for lists of held operations.
+pub fn op_line(op: &Op) -> String {
+    let mut out = String::new();
+    op_text(&mut out, op);
+    out.lines().next().unwrap_or_default().trim().to_string()
 }
 
 fn fields_text(out: &mut String, body: &Value, skip: &[&str]) {
@@ -108,11 +125,26 @@ pub fn plan_text(plan: &Plan, sources: &[String], incomplete: &[String]) -> Stri
             incomplete.join(", ")
         );
     }
-    if plan.is_empty() && incomplete.is_empty() {
+    if plan.is_empty() && incomplete.is_empty() && !plan.has_errors() {
         let _ = writeln!(out, "No changes: LiteLLM is in sync ({} managed users).", plan.managed_users);
     } else {
-        for op in &plan.ops {
-            op_text(&mut out, op);
+        // Adds to one team read better on one line.
+        let mut i = 0;
+        while i < plan.ops.len() {
+            if let Op::AddMember { team_id, .. } = &plan.ops[i] {
+                let mut names = Vec::new();
+                while let Some(Op::AddMember { team_id: t, user_id, role }) = plan.ops.get(i) {
+                    if t != team_id {
+                        break;
+                    }
+                    names.push(format!("{user_id} ({role})"));
+                    i += 1;
+                }
+                let _ = writeln!(out, "  + add to team {team_id}: {}", names.join(", "));
+                continue;
+            }
+            op_text(&mut out, &plan.ops[i]);
+            i += 1;
         }
     }
     if !plan.held.is_empty() {
@@ -122,6 +154,21 @@ pub fn plan_text(plan: &Plan, sources: &[String], incomplete: &[String]) -> Stri
         }
         if let Some(r) = &plan.hold_reason {
             let _ = writeln!(out, "  {r}");
+        }
+    }
+    if !plan.approved.is_empty() {
+        let _ = writeln!(out, "\nApproved and applied in this run: {} held operation(s).", plan.approved.len());
+    }
+    if !plan.collisions.is_empty() {
+        let _ = writeln!(out, "\nuser_id collisions (NOT provisioned; someone must look):");
+        for c in &plan.collisions {
+            let _ = writeln!(out, "  ✗ {}", c.describe());
+        }
+    }
+    if !plan.errors.is_empty() {
+        let _ = writeln!(out, "\nErrors:");
+        for e in &plan.errors {
+            let _ = writeln!(out, "  ✗ {e}");
         }
     }
     if !plan.notes.is_empty() {
@@ -134,7 +181,7 @@ pub fn plan_text(plan: &Plan, sources: &[String], incomplete: &[String]) -> Stri
         let c = counts(&plan.ops);
         let get = |k: &str| c.get(k).copied().unwrap_or(0);
         let team_changes =
-            get("create_team") + get("update_team") + get("add_members") + get("update_member") + get("remove_member");
+            get("create_team") + get("update_team") + get("add_member") + get("update_member") + get("remove_member");
         let _ = writeln!(
             out,
             "\nPlan: {} to create, {} to update, {} to deactivate, {} to delete, {} team change(s); {} held.",
@@ -161,6 +208,10 @@ pub fn report_text(report: &ApplyReport) -> String {
                 failed += 1;
                 let _ = writeln!(out, "  ✗ {} {}: deferred ({reason})", r.op, r.target);
             }
+            Outcome::NotSent { reason } => {
+                failed += 1;
+                let _ = writeln!(out, "  ✗ {} {}: not sent: {reason}", r.op, r.target);
+            }
             Outcome::Failed { error, .. } => {
                 failed += 1;
                 let _ = writeln!(out, "  ✗ {} {}: {error}", r.op, r.target);
@@ -177,12 +228,15 @@ pub fn plan_json(plan: &Plan, sources: &[String], incomplete: &[String], report:
         "format_version": FORMAT_VERSION,
         "sources": sources,
         "incomplete_sources": incomplete,
-        "in_sync": plan.is_empty() && incomplete.is_empty(),
+        "in_sync": plan.is_empty() && incomplete.is_empty() && !plan.has_errors(),
         "managed_users": plan.managed_users,
         "summary": counts(&plan.ops),
         "operations": plan.ops,
         "held": plan.held,
         "hold_reason": plan.hold_reason,
+        "approved": plan.approved,
+        "collisions": plan.collisions,
+        "errors": plan.errors,
         "notes": plan.notes,
     });
     if let Some(r) = report {

@@ -186,6 +186,8 @@ pub fn parse(source: &str, path: &Path, bytes: &[u8]) -> Result<Snapshot, Source
                 member_groups: g.groups,
             })
             .collect(),
+        // A file is all or nothing: a bad record fails the read (above), so nothing is left unread.
+        unreadable: Vec::new(),
     })
 }
 

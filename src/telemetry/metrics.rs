@@ -28,6 +28,16 @@ pub struct Metrics {
     pub source_users: IntGaugeVec,
     pub outbox_depth: IntGaugeVec,
     pub outbox_oldest_age: IntGauge,
+    pub entries_skipped: IntCounterVec,
+    pub source_read_duration: HistogramVec,
+    pub user_id_collisions: IntGaugeVec,
+    pub leader: IntGauge,
+    pub leader_epoch: IntGauge,
+    pub leadership_changes: prometheus::IntCounter,
+    pub scim_requests: IntCounterVec,
+    pub scim_request_duration: HistogramVec,
+    pub scim_auth_failures: IntCounterVec,
+    pub scim_push_delay: HistogramVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntCounterVec> {
@@ -145,6 +155,72 @@ impl Metrics {
                 r.register(Box::new(g.clone()))?;
                 g
             },
+            entries_skipped: counter(
+                &r,
+                "litellm_sync_source_entries_skipped_total",
+                "Entries a source returned but could not convert (kept as last known, never deprovisioned)",
+                &["source"],
+            )?,
+            source_read_duration: histogram(
+                &r,
+                "litellm_sync_source_read_duration_seconds",
+                "Duration of a complete read of the source",
+                &["source"],
+                vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0],
+            )?,
+            user_id_collisions: gauge(
+                &r,
+                "litellm_sync_user_id_collisions",
+                "Identities of the source not provisioned because their user_id belongs to another identity",
+                &["source"],
+            )?,
+            leader: {
+                let g = IntGauge::new(
+                    "litellm_sync_leader",
+                    "1 while this replica is the leader (runs schedules, the drift check and the applier)",
+                )?;
+                r.register(Box::new(g.clone()))?;
+                g
+            },
+            leader_epoch: {
+                let g = IntGauge::new("litellm_sync_leader_epoch", "The leadership epoch this replica last held")?;
+                r.register(Box::new(g.clone()))?;
+                g
+            },
+            leadership_changes: {
+                let c = prometheus::IntCounter::new(
+                    "litellm_sync_leadership_changes_total",
+                    "Times this replica became or stopped being the leader",
+                )?;
+                r.register(Box::new(c.clone()))?;
+                c
+            },
+            scim_requests: counter(
+                &r,
+                "litellm_sync_scim_requests_total",
+                "SCIM requests by resource (Users, Groups, discovery, other), method and status class",
+                &["source", "resource", "method", "status_class"],
+            )?,
+            scim_request_duration: histogram(
+                &r,
+                "litellm_sync_scim_request_duration_seconds",
+                "SCIM request latency (a write includes its commit to the store)",
+                &["source", "resource", "method"],
+                vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0],
+            )?,
+            scim_auth_failures: counter(
+                &r,
+                "litellm_sync_scim_auth_failures_total",
+                "SCIM requests refused by authentication, by method (static, oidc, none) and reason",
+                &["source", "method", "reason"],
+            )?,
+            scim_push_delay: histogram(
+                &r,
+                "litellm_sync_scim_push_delay_seconds",
+                "Time from a committed SCIM write to the end of the reconciler's run that applied it to LiteLLM",
+                &["source"],
+                vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0],
+            )?,
             registry: r,
         })
     }
@@ -163,18 +239,42 @@ impl Metrics {
         self.last_success.with_label_values(&[source]);
         self.events_received.with_label_values(&[source, "snapshot"]);
         self.run_duration.with_label_values(&[source]);
+        self.entries_skipped.with_label_values(&[source]);
+        self.source_read_duration.with_label_values(&[source]);
+        self.user_id_collisions.with_label_values(&[source]);
+    }
+
+    /// Creates a SCIM source's labelled series at zero (auth failures for every method and the `oidc_reasons`).
+    pub fn init_scim_source(&self, source: &str, oidc_reasons: &[&str]) {
+        for resource in ["Users", "Groups"] {
+            for method in ["GET", "POST", "PUT", "PATCH", "DELETE"] {
+                self.scim_requests.with_label_values(&[source, resource, method, "2xx"]);
+            }
+        }
+        for (method, reasons) in
+            [("none", &["missing", "malformed", "unsupported_scheme"][..]), ("static", &["unknown_token"][..])]
+        {
+            for reason in reasons {
+                self.scim_auth_failures.with_label_values(&[source, method, reason]);
+            }
+        }
+        for reason in oidc_reasons {
+            self.scim_auth_failures.with_label_values(&[source, "oidc", reason]);
+        }
+        self.scim_push_delay.with_label_values(&[source]);
+        self.events_received.with_label_values(&[source, "changed"]);
     }
 
     /// Creates the source-independent labelled series at zero.
     pub fn init_global(&self) {
-        for kind in ["source", "litellm", "store", "apply"] {
+        for kind in ["source", "litellm", "store", "apply", "config"] {
             self.errors.with_label_values(&[kind]);
         }
         for status in ["pending", "failed"] {
             self.outbox_depth.with_label_values(&[status]);
         }
-        for op in crate::reconcile::plan::Op::KINDS {
-            for result in ["applied", "already_done", "failed", "deferred", "skipped"] {
+        for op in crate::reconcile::op::Op::KINDS {
+            for result in ["applied", "already_done", "failed", "deferred", "skipped", "not_sent"] {
                 self.operations.with_label_values(&[op, result]);
             }
         }
@@ -192,7 +292,7 @@ impl Metrics {
 }
 
 /// Status class label: 2xx … 5xx, or "error" when no HTTP answer came back.
-fn status_class(status: Option<u16>) -> &'static str {
+pub fn status_class(status: Option<u16>) -> &'static str {
     match status {
         Some(200..=299) => "2xx",
         Some(300..=399) => "3xx",

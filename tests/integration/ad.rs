@@ -10,8 +10,8 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use crate::ldap_support::{assert_no_writes, q, run_steady, write_config, SambaAd, AD_URL};
 use crate::support::admin::marker_source;
+use crate::support::ldap::{assert_no_writes, directory_rules, q, run_steady, write_config, SambaAd, AD_URL};
 use crate::support::{ops_of, FaultProxy, Fixture};
 
 const BASE: &str = "DC=example,DC=org";
@@ -95,31 +95,7 @@ fn source(fx: &Fixture, in_chain: bool, password: &str) -> String {
 }
 
 fn rules(fx: &Fixture) -> String {
-    format!(
-        r#"
-[[rules]]
-name = "admins"
-match = {{ groups = ["llm-admins"] }}
-role = "proxy_admin"
-
-[[rules]]
-name = "eng"
-match = {{ groups = ["CN=engineering,OU=Groups,OU=LLM,DC=example,DC=org"] }}
-max_budget = 100.0
-team = {{ id = "{p}{{group_name}}" }}
-
-[[rules]]
-name = "teams"
-match = {{ group_glob = "team-*" }}
-max_budget = 20.0
-team = {{ id = "{p}{{group_name}}" }}
-
-[defaults]
-role = "internal_user"
-max_budget = 5.0
-"#,
-        p = fx.prefix()
-    )
+    directory_rules(fx, "llm-admins", "CN=engineering,OU=Groups,OU=LLM,DC=example,DC=org")
 }
 
 fn expected_ids(fx: &Fixture) -> Vec<String> {
@@ -131,10 +107,9 @@ fn expected_ids(fx: &Fixture) -> Vec<String> {
 
 /// The user ids a plan adds to `team`.
 fn planned_members(doc: &Value, team: &str) -> Vec<String> {
-    let mut ids: Vec<String> = ops_of(doc, "operations", "add_members")
+    let mut ids: Vec<String> = ops_of(doc, "operations", "add_member")
         .iter()
         .filter(|o| o["team_id"] == team)
-        .flat_map(|o| o["members"].as_array().cloned().unwrap_or_default())
         .filter_map(|m| m["user_id"].as_str().map(str::to_string))
         .collect();
     ids.sort();

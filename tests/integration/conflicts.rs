@@ -13,7 +13,7 @@ const RULES: &str = r#"
 name = "staff"
 match = { groups = ["staff"] }
 max_budget = 10.0
-key = { alias = "{user_name}-key" }
+key = { alias = "{user_id}-key" }
 "#;
 
 /// With a per-model budget, which `/user/new` refuses without an Enterprise licence: set by a follow-up update,
@@ -24,7 +24,7 @@ name = "staff"
 match = { groups = ["staff"] }
 max_budget = 10.0
 model_max_budget = { "gpt-4o" = 5.0 }
-key = { alias = "{user_name}-key" }
+key = { alias = "{user_id}-key" }
 "#;
 
 fn users(fx: &Fixture, names: &[&str]) -> Value {

@@ -4,194 +4,15 @@
 //!
 //! An outage is the fault proxy answering 503 to everything: LiteLLM itself keeps running for the other tests.
 
-use std::net::TcpListener;
-use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use serde_json::{json, Value};
-use tokio::process::{Child, Command};
+use serde_json::json;
+use tokio::process::Command;
 
+use crate::support::daemon::{daemon_config, daemon_config_with, users, Daemon, FIRST_RUN};
 use crate::support::proxy::{Fault, FaultProxy};
-use crate::support::{eventually, litellm_env, Fixture};
-
-/// The first run on a new store lists all of LiteLLM (shared with every other test, so large and busy).
-const FIRST_RUN: Duration = Duration::from_secs(150);
-
-pub(crate) fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
-
-/// A running daemon; killed when dropped.
-struct Daemon {
-    child: Child,
-    port: u16,
-    log: std::path::PathBuf,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            let log = self.log();
-            let tail: Vec<&str> = log.lines().rev().take(40).collect();
-            eprintln!("---- daemon log (last 40 lines) ----");
-            for l in tail.into_iter().rev() {
-                eprintln!("{l}");
-            }
-        }
-    }
-}
-
-impl Daemon {
-    async fn start(config: &Path, port: u16, log: &Path) -> Daemon {
-        let out = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("daemon log");
-        let err = out.try_clone().expect("daemon log");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_litellm-sync"));
-        cmd.arg("--config").arg(config).arg("run");
-        for (k, _) in std::env::vars_os() {
-            if k.to_string_lossy().starts_with("LITELLM_SYNC") {
-                cmd.env_remove(k);
-            }
-        }
-        let child = cmd
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(out))
-            .stderr(Stdio::from(err))
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn litellm-sync run");
-        let d = Daemon { child, port, log: log.to_path_buf() };
-        eventually("the daemon serves /healthz", Duration::from_secs(20), || async {
-            d.get("/healthz").await.filter(|(s, _)| *s == 200).map(|_| ())
-        })
-        .await;
-        d
-    }
-
-    async fn get(&self, path: &str) -> Option<(u16, String)> {
-        let r = reqwest::Client::new()
-            .get(format!("http://127.0.0.1:{}{path}", self.port))
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await
-            .ok()?;
-        let status = r.status().as_u16();
-        Some((status, r.text().await.ok()?))
-    }
-
-    async fn metrics(&self) -> String {
-        self.get("/metrics").await.map(|(_, b)| b).unwrap_or_default()
-    }
-
-    /// The value of one sample, e.g. `litellm_sync_outbox_depth{status="pending"}`.
-    async fn sample(&self, series: &str) -> Option<f64> {
-        let text = self.metrics().await;
-        text.lines().find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().parse().ok()))
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    async fn kill9(mut self) {
-        self.child.kill().await.expect("kill -9");
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id().expect("pid")
-    }
-
-    /// SIGTERM, then the exit status (bounded).
-    async fn terminate(mut self, within: Duration) -> (std::process::ExitStatus, Duration) {
-        let pid = self.pid();
-        let started = std::time::Instant::now();
-        let st = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status().expect("kill -TERM");
-        assert!(st.success());
-        let status = tokio::time::timeout(within, self.child.wait())
-            .await
-            .unwrap_or_else(|_| panic!("the daemon did not exit within {within:?} of SIGTERM:\n{}", self.log()))
-            .expect("wait");
-        (status, started.elapsed())
-    }
-}
-
-fn users(fx: &Fixture, names: &[&str]) -> Value {
-    json!({
-        "users": names.iter().map(|n| json!({"id": format!("id-{n}"), "user_name": n, "email": fx.email(n)})).collect::<Vec<_>>(),
-        "groups": [{"id": "g-eng", "name": "eng", "members": names.iter().take(2).map(|n| format!("id-{n}")).collect::<Vec<_>>()}],
-    })
-}
-
-/// A daemon configuration: the test's file source on `schedule`, LiteLLM at `url`, a store in the test's dir.
-fn daemon_config(fx: &Fixture, url: &str, port: u16, schedule: &str, extra: &str) -> std::path::PathBuf {
-    let source = format!(
-        r#"[[sources]]
-name = "{source}"
-type = "file"
-path = "{users}"
-user_id_template = "{prefix}{{user_name}}"
-schedule = "{schedule}"
-"#,
-        source = fx.source,
-        users = fx.path("users.yaml").display(),
-        prefix = fx.prefix(),
-    );
-    daemon_config_with(fx, url, port, &source, extra)
-}
-
-/// [`daemon_config`] with any `[[sources]]` table.
-fn daemon_config_with(fx: &Fixture, url: &str, port: u16, source: &str, extra: &str) -> std::path::PathBuf {
-    let (_, key) = litellm_env();
-    let text = format!(
-        r#"[litellm]
-url = "{url}"
-api_key = "{key}"
-timeout = "20s"
-max_retries = 1
-initial_backoff = "50ms"
-max_backoff = "200ms"
-
-{source}
-
-[[rules]]
-name = "eng"
-match = {{ groups = ["eng"] }}
-max_budget = 25.0
-team = {{ id = "{prefix}{{group_name}}" }}
-
-[defaults]
-role = "internal_user"
-max_budget = 5.0
-
-[safety]
-max_deletions_percent = 100.0
-
-[store]
-path = "{store}"
-
-[server]
-listen = "127.0.0.1:{port}"
-shutdown_grace = "5s"
-unready_after = "2s"
-probe_interval = "1s"
-
-[drift]
-enabled = false
-
-[log]
-format = "json"
-audit_path = "{audit}"
-{extra}
-"#,
-        prefix = fx.prefix(),
-        store = fx.path("state/state.db").display(),
-        audit = fx.path("audit.jsonl").display(),
-    );
-    let path = fx.path("daemon.toml");
-    std::fs::write(&path, text).expect("write daemon.toml");
-    path
-}
+use crate::support::{eventually, free_port, litellm_env, Fixture};
 
 fn promtool_check(text: &str) {
     let mut child = std::process::Command::new("promtool")
@@ -250,6 +71,8 @@ async fn scheduled_runs_provision_apply_changes_and_report() {
         "litellm_sync_operations_total{op=\"create_team\",result=\"applied\"} 1",
         "litellm_sync_outbox_depth{status=\"pending\"} 0",
         "litellm_sync_outbox_depth{status=\"failed\"} 0",
+        // A daemon on its own store leads for as long as it runs.
+        "litellm_sync_leader 1",
     ] {
         assert!(text.contains(series), "missing {series:?} in:\n{text}");
     }
@@ -457,7 +280,7 @@ schedule = "*/2 * * * * *"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scheduled_ldap_runs_follow_the_directory() {
-    use crate::ldap_support::{openldap_source, Slapd};
+    use crate::support::ldap::{openldap_source, Slapd};
     let fx = Fixture::new("daemon-ldap").await;
     let slapd = Slapd::start(10, 2, &format!("{}.example.com", fx.source), false).await;
     let source = openldap_source(
@@ -526,4 +349,59 @@ async fn the_drift_check_repairs_fields_changed_by_hand() {
     let repaired = d.sample(&format!("litellm_sync_drift_repaired_total{{source=\"{}\"}}", fx.source)).await;
     assert!(repaired.is_some_and(|v| v >= 1.0), "drift not counted: {repaired:?}\n{}", d.metrics().await);
     d.terminate(Duration::from_secs(15)).await;
+}
+
+/// DESIGN §2.5 for a push source: a SCIM write answered 2xx while LiteLLM is down is in the store before the
+/// answer; the daemon is then killed (`kill -9`), and the next start, with LiteLLM back, applies it once. The CLI
+/// sharing the daemon's store then plans the pushed view.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scim_write_accepted_while_litellm_is_down_lands_after_a_kill9() {
+    use crate::support::scim::{scim_source, token_from_cli, ScimClient, USER};
+
+    let fx = Fixture::new("daemon-scim-down").await;
+    let proxy = FaultProxy::start(&fx.url, &fx.admin).await;
+    proxy.inject(None, "/", 1_000_000, Fault::Status(503));
+    let (token, hash) = token_from_cli(&fx).await;
+    let port = free_port();
+    let source = scim_source(&fx, &format!("tokens = [\"{hash}\"]"), "");
+    let cfg = daemon_config_with(&fx, &proxy.url(), port, &source, "");
+    let d = Daemon::start(&cfg, port, &fx.path("daemon.log")).await;
+    let scim = ScimClient::new(&format!("http://127.0.0.1:{port}/scim/v2"), &token);
+    let user = json!({
+        "schemas": [USER], "userName": "dee", "externalId": "ext-dee", "active": true,
+        "emails": [{"primary": true, "value": fx.email("dee"), "type": "work"}],
+    });
+    let dee = ScimClient::expect(scim.send("POST", "/Users", Some(&user)).await, 201, "accepted while LiteLLM is down");
+    let id = dee["id"].as_str().expect("id").to_string();
+    // Give the reconciler a moment to try (and fail) before the process dies.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    d.kill9().await;
+    assert_eq!(fx.admin.user(&fx.uid("dee")).await, None, "nothing reached LiteLLM during the outage");
+
+    proxy.clear_faults();
+    let d = Daemon::start(&cfg, port, &fx.path("daemon.log")).await;
+    ScimClient::expect(scim.get(&format!("/Users/{id}")).await, 200, "the accepted user survived the kill");
+    eventually("dee lands once LiteLLM is back", Duration::from_secs(120), || async {
+        fx.admin.user(&fx.uid("dee")).await.filter(|u| u["user_email"] == json!(fx.email("dee")))
+    })
+    .await;
+    let creates = proxy
+        .log()
+        .into_iter()
+        .filter(|e| e.fault.is_none() && (200..300).contains(&e.status))
+        .filter(|e| e.path.ends_with("/user/new") || e.path.ends_with("/users/bulk"))
+        .count();
+    assert_eq!(creates, 1, "created exactly once");
+    d.terminate(Duration::from_secs(15)).await;
+
+    // The CLI on the daemon's store plans the pushed view (it has nothing to read itself): in sync, exit 0.
+    std::fs::copy(&cfg, fx.path("config.toml")).expect("the daemon's config for the CLI");
+    let run = fx.run(&["plan"]).await;
+    run.expect(0);
+    // Without the store it cannot see the view, and says so (exit 1), instead of planning the users away.
+    let text = std::fs::read_to_string(&cfg).expect("config");
+    let store_line = text.lines().find(|l| l.starts_with("path = ") && l.contains("state.db")).expect("store path");
+    std::fs::write(fx.path("config.toml"), text.replace(store_line, "")).expect("config without a store");
+    let run = fx.run(&["plan"]).await;
+    run.expect(1).assert_mentions("is a SCIM source");
 }

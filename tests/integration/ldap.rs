@@ -6,47 +6,26 @@
 //! llm-admins), carol, dave (description=disabled) and frank (all-staff, which nests engineering; frank has no mail),
 //! erin (no group), then `userNNNNN` spread round-robin over `team-NNNN`. Tests bind as the size-limited service
 //! account, never as the admin.
+//!
+//! Over 600 lines: each test is one scenario against a real slapd with its own directory edits; they share the
+//! fixed directory described here, which is why they stay in one file.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::ldap_support::{
-    assert_no_writes, closed_port, openldap_source, other_ca, q, run_status, run_steady, with_wrong_password,
-    write_config, Cut, Relay, Slapd, PEOPLE, SERVICE_DN, SERVICE_PASSWORD,
-};
 use crate::support::admin::marker_source;
+use crate::support::ldap::{
+    assert_no_writes, closed_port, directory_rules, openldap_source, other_ca, q, run_status, run_steady,
+    with_wrong_password, write_config, Cut, Relay, Slapd, GROUPS, PEOPLE, SERVICE_DN, SERVICE_PASSWORD,
+};
 use crate::support::{ops_of, FaultProxy, Fixture};
 
 const FIXED_ACTIVE: [&str; 5] = ["alice", "bob", "carol", "erin", "frank"];
 
 fn rules(fx: &Fixture) -> String {
-    format!(
-        r#"
-[[rules]]
-name = "admins"
-match = {{ groups = ["cn=llm-admins,ou=groups,dc=example,dc=org"] }}
-role = "proxy_admin"
-
-[[rules]]
-name = "eng"
-match = {{ groups = ["engineering"] }}
-max_budget = 100.0
-team = {{ id = "{p}{{group_name}}" }}
-
-[[rules]]
-name = "teams"
-match = {{ group_glob = "team-*" }}
-max_budget = 20.0
-team = {{ id = "{p}{{group_name}}" }}
-
-[defaults]
-role = "internal_user"
-max_budget = 5.0
-"#,
-        p = fx.prefix()
-    )
+    directory_rules(fx, "cn=llm-admins,ou=groups,dc=example,dc=org", "engineering")
 }
 
 /// The source keys every OpenLDAP test shares: the disabled filter and alice's budget override.
@@ -74,7 +53,7 @@ fn expected_ids(fx: &Fixture, n: usize) -> Vec<String> {
     ids
 }
 
-/// Every operation of a JSON plan as one comparable line ("deactivate_user t-x-carol", "add_members t-x-team a,b").
+/// Every operation of a JSON plan as one comparable line ("deactivate_user t-x-carol", "add_member t-x-team a").
 fn op_lines(doc: &Value, list: &str) -> Vec<String> {
     let mut out: Vec<String> = doc[list]
         .as_array()
@@ -84,13 +63,7 @@ fn op_lines(doc: &Value, list: &str) -> Vec<String> {
             let kind = o["op"].as_str().unwrap_or("?");
             let s = |k: &str| o[k].as_str().unwrap_or("").to_string();
             match kind {
-                "add_members" => {
-                    let mut ids: Vec<&str> =
-                        o["members"].as_array().into_iter().flatten().filter_map(|m| m["user_id"].as_str()).collect();
-                    ids.sort();
-                    format!("add_members {} {}", s("team_id"), ids.join(","))
-                }
-                "remove_member" | "update_member" => format!("{kind} {} {}", s("team_id"), s("user_id")),
+                "add_member" | "remove_member" | "update_member" => format!("{kind} {} {}", s("team_id"), s("user_id")),
                 "create_team" | "update_team" => format!("{kind} {}", s("team_id")),
                 _ => format!("{kind} {}", s("user_id")),
             }
@@ -166,12 +139,16 @@ async fn openldap_sync_provisions_the_directory_then_writes_nothing() {
     let plan = fx.run(&["plan", "--output", "json"]).await;
     plan.expect(2);
     let doc = plan.json();
-    let want_summary: BTreeMap<String, u64> =
-        [("create_user", (N + 5) as u64), ("create_team", 1 + G as u64), ("add_members", 1 + G as u64)]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect();
-    assert_eq!(summary(&doc), want_summary, "{}", plan.stdout);
+    let want_summary: BTreeMap<String, u64> = [("create_user", (N + 5) as u64), ("create_team", 1 + G as u64)]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    let mut got = summary(&doc);
+    got.remove("add_member");
+    assert_eq!(got, want_summary, "{}", plan.stdout);
+    let filled: std::collections::BTreeSet<&str> =
+        ops_of(&doc, "operations", "add_member").iter().filter_map(|o| o["team_id"].as_str()).collect();
+    assert_eq!(filled.len(), 1 + G, "every team gets its members: {}", plan.stdout);
     let mut created: Vec<String> = ops_of(&doc, "operations", "create_user")
         .iter()
         .filter_map(|o| o["user_id"].as_str().map(str::to_string))
@@ -274,8 +251,8 @@ async fn openldap_directory_changes_are_applied_exactly() {
     let doc = plan.json();
     let mut want = vec![
         format!("create_user {}", fx.uid("gina")),
-        format!("add_members {} {}", fx.uid("team-0003"), fx.uid("gina")),
-        format!("add_members {} {}", fx.uid("team-0002"), fx.uid("user00001")),
+        format!("add_member {} {}", fx.uid("team-0003"), fx.uid("gina")),
+        format!("add_member {} {}", fx.uid("team-0002"), fx.uid("user00001")),
         format!("remove_member {} {}", fx.uid("team-0001"), fx.uid("user00001")),
         format!("deactivate_user {}", fx.uid("carol")),
         format!("deactivate_user {}", fx.uid("erin")),
@@ -534,4 +511,222 @@ async fn openldap_check_config_binds_or_names_the_failure() {
         .assert_mentions("was refused")
         .assert_mentions("result code 49");
     assert!(fx.admin.user_ids(&fx.prefix()).await.is_empty(), "check-config writes nothing");
+}
+
+/// The tracing field `key` = `value` in the binary's log, in either output format.
+fn logged(stderr: &str, key: &str, value: &str) -> bool {
+    stderr.contains(&format!("{key}={value}")) || stderr.contains(&format!("\"{key}\":{value}"))
+}
+
+/// A person whose RDN is not the uid (so the uid can be taken away), in the group `compilers` with user00001.
+fn grace_ldif(fx: &Fixture) -> String {
+    format!(
+        "dn: cn=Grace Hopper,{PEOPLE}\nobjectClass: inetOrgPerson\ncn: Grace Hopper\nsn: Hopper\nuid: grace\n\
+         mail: {mail}\nentryUUID: 0b6f3c62-7a1e-4c0e-9d55-00000000a001\n\n\
+         dn: cn=compilers,{GROUPS}\nobjectClass: groupOfNames\ncn: compilers\n\
+         entryUUID: 0b6f3c62-7a1e-4c0e-9d55-00000000a002\nmember: cn=Grace Hopper,{PEOPLE}\n\
+         member: {u1}\n",
+        mail = fx.email("grace"),
+        u1 = user_dn("user00001"),
+    )
+}
+
+/// Invariant 3, "an entry the source returned but could not convert is doubt, not a departure": a managed user
+/// whose entry loses its user name (here the `uid` is deleted; inetOrgPerson does not require it) is kept as it
+/// was, with its team membership, and the read reports the entry instead of skipping it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn safety_unreadable_entry_is_doubt() {
+    const N: usize = 20;
+    const G: usize = 4;
+    let mut fx = Fixture::new("ldap-doubt").await;
+    let slapd = Slapd::start_with(N, G, &mail_domain(&fx), false, &grace_ldif(&fx)).await;
+    let proxy = FaultProxy::start(&fx.url, &fx.admin).await;
+    let rest = format!(
+        "{}\n[[rules]]\nname = \"compilers\"\nmatch = {{ groups = [\"compilers\"] }}\nteam = {{ id = \"{p}{{group_name}}\" }}\n",
+        rules(&fx),
+        p = fx.prefix()
+    );
+    write_config(
+        &fx,
+        &proxy.url(),
+        &openldap_source(&fx, &[slapd.url()], &format!("page_size = 7\n{SOURCE_KEYS}")),
+        &rest,
+    );
+    fx.run(&["sync"]).await.expect(0);
+    let grace_id = fx.uid("grace");
+    let team = fx.uid("compilers");
+    let before = fx.admin.must_user(&grace_id).await;
+    assert_ne!(before["metadata"]["scim_active"], false, "{before}");
+    assert_eq!(roster(&fx, &team).await, vec![grace_id.clone(), fx.uid("user00001")]);
+
+    let grace_dn = format!("cn=Grace Hopper,{PEOPLE}");
+    slapd.modify(&format!("dn: {grace_dn}\nchangetype: modify\ndelete: uid\n")).await;
+    assert_eq!(slapd.attr(&grace_dn, "uid").await, None, "the premise: grace's entry has no uid any more");
+
+    fx.quiet().await;
+    let plan = run_steady(&fx, &["plan", "--output", "json"]).await;
+    proxy.reset_log();
+    let sync = fx.run(&["sync"]).await;
+    let writes = proxy.writes();
+    let after = fx.admin.must_user(&grace_id).await;
+    let members = roster(&fx, &team).await;
+
+    // Every expectation is checked, and every broken one reported, so that a failure says all that went wrong.
+    let mut wrong = Vec::new();
+    // The plan's JSON, when it printed any (a failed read prints none).
+    let planned = if plan.stdout.trim().starts_with('{') { op_lines(&plan.json(), "operations") } else { Vec::new() };
+    let about_grace: Vec<&String> = planned.iter().filter(|l| l.contains(&grace_id)).collect();
+    if !about_grace.is_empty() {
+        wrong.push(format!("the plan changes grace: {about_grace:?}"));
+    }
+    if after["metadata"]["scim_active"] == false {
+        wrong.push(format!("grace was deactivated: {after}"));
+    }
+    if members != vec![grace_id.clone(), fx.uid("user00001")] {
+        wrong.push(format!("the team compilers lost grace: {members:?}"));
+    }
+    if !writes.is_empty() {
+        wrong.push(format!("the sync wrote {writes:?}"));
+    }
+    if !(sync.stderr.contains("could not be read") && sync.stderr.contains(&grace_dn) && sync.stderr.contains("no uid"))
+    {
+        wrong.push("the log does not report grace's entry as unreadable, with its DN and why".to_string());
+    }
+    if !logged(&sync.stderr, "skipped", "1") {
+        wrong.push("the read does not count one skipped entry".to_string());
+    }
+    assert!(wrong.is_empty(), "{}\n--- plan ---\n{}\n--- sync ---\n{}", wrong.join("\n"), plan.dump(), sync.dump());
+
+    // The uid comes back: nothing to do.
+    slapd.modify(&format!("dn: {grace_dn}\nchangetype: modify\nadd: uid\nuid: grace\n")).await;
+    assert_no_writes(&fx, &proxy, &["sync"]).await.expect(0);
+}
+
+/// The users the mixed directory adds to the generated one: jsmith, whose DN has an escaped comma.
+const MIXED_USERS: usize = 1;
+
+/// Groups of every kind the default OpenLDAP configuration must read, beside the generated groupOfNames:
+/// `platform` (groupOfNames: alice, jsmith by his escaped DN, user00001, and the nested `sre`), `sre`
+/// (groupOfUniqueNames: carol with an optional UID, jsmith spelled with a hex escape, user00600, beyond the service
+/// account's 500-entry limit) and `unix-devs` (posixGroup: memberUid names in other cases than the uids, and one
+/// that is nobody).
+fn mixed_ldif(fx: &Fixture) -> String {
+    let u = user_dn;
+    format!(
+        "dn: cn=Smith\\, John,{PEOPLE}\nobjectClass: inetOrgPerson\ncn: Smith, John\nsn: Smith\nuid: jsmith\n\
+         mail: {mail}\nentryUUID: 3c0e8f0a-2b1d-4d7e-8a01-00000000b001\n\n\
+         dn: cn=platform,{GROUPS}\nobjectClass: groupOfNames\ncn: platform\n\
+         entryUUID: 3c0e8f0a-2b1d-4d7e-8a01-00000000b002\nmember: {alice}\nmember: cn=Smith\\, John,{PEOPLE}\n\
+         member: cn=sre,{GROUPS}\nmember: {u1}\n\n\
+         dn: cn=sre,{GROUPS}\nobjectClass: groupOfUniqueNames\ncn: sre\n\
+         entryUUID: 3c0e8f0a-2b1d-4d7e-8a01-00000000b003\nuniqueMember: {carol}#'0'B\n\
+         uniqueMember: cn=Smith\\2C John,{PEOPLE}\nuniqueMember: {u600}\n\n\
+         dn: cn=unix-devs,{GROUPS}\nobjectClass: posixGroup\ncn: unix-devs\ngidNumber: 5001\n\
+         entryUUID: 3c0e8f0a-2b1d-4d7e-8a01-00000000b004\nmemberUid: FRANK\nmemberUid: User00550\n\
+         memberUid: JSmith\nmemberUid: ghost\n",
+        mail = fx.email("jsmith"),
+        alice = u("alice"),
+        carol = u("carol"),
+        u1 = u("user00001"),
+        u600 = u("user00600"),
+    )
+}
+
+/// Acceptance: "The default LDAP configuration resolves a directory that mixes groupOfNames, groupOfUniqueNames and
+/// posixGroup, nested, with an escaped-comma DN, behind a service account limited to 500 entries." No member
+/// attribute, group filter or page size is configured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn safety_mixed_group_kinds_resolve() {
+    const N: usize = 600;
+    const G: usize = 3;
+    let fx = Fixture::new("ldap-mixed").await;
+    let slapd = Slapd::start_with(N, G, &mail_domain(&fx), false, &mixed_ldif(&fx)).await;
+    let p = fx.prefix();
+    let rules = format!(
+        r#"
+[[rules]]
+name = "platform"
+match = {{ groups = ["platform"] }}
+max_budget = 30.0
+team = {{ id = "{p}{{group_name}}" }}
+
+[[rules]]
+name = "sre"
+match = {{ groups = ["cn=sre,ou=groups,dc=example,dc=org"] }}
+max_budget = 40.0
+team = {{ id = "{p}{{group_name}}" }}
+
+[[rules]]
+name = "unix"
+match = {{ group_glob = "unix-*" }}
+max_budget = 50.0
+team = {{ id = "{p}{{group_name}}" }}
+
+[defaults]
+role = "internal_user"
+max_budget = 5.0
+"#
+    );
+    write_config(&fx, &fx.url, &openldap_source(&fx, &[slapd.url()], ""), &rules);
+    let sync = fx.run(&["sync"]).await;
+    sync.expect(0);
+
+    // Everybody (dave too: no disabled filter here), read past the 500-entry limit.
+    let people = N + 6 + MIXED_USERS;
+    assert!(logged(&sync.stderr, "users", &people.to_string()), "the read saw {people} people\n{}", sync.dump());
+    assert!(logged(&sync.stderr, "skipped", "0"), "{}", sync.dump());
+    let mut names: Vec<String> = ["alice", "bob", "carol", "dave", "erin", "frank", "jsmith"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(generated(N))
+        .collect();
+    names.sort();
+    let ids: Vec<String> = names.iter().map(|n| fx.uid(n)).collect();
+    assert_eq!(fx.admin.user_ids(&p).await, ids);
+
+    let team = |members: &[&str]| {
+        let mut v: Vec<String> = members.iter().map(|m| fx.uid(m)).collect();
+        v.sort();
+        v
+    };
+    let want: BTreeMap<&str, Vec<String>> = [
+        ("platform", team(&["alice", "jsmith", "user00001", "carol", "user00600"])),
+        ("sre", team(&["carol", "jsmith", "user00600"])),
+        ("unix-devs", team(&["frank", "user00550", "jsmith"])),
+    ]
+    .into_iter()
+    .collect();
+    for (name, members) in &want {
+        assert_eq!(&roster(&fx, &fx.uid(name)).await, members, "team {name}\n{}", sync.dump());
+    }
+    let mut teams = fx.admin.team_ids(&p).await;
+    teams.sort();
+    assert_eq!(teams, vec![fx.uid("platform"), fx.uid("sre"), fx.uid("unix-devs")], "one team per rule, no other");
+
+    // Every user's budget: the highest of the groups they are in, directly or nested, else the default.
+    let budget = |name: &str| -> f64 {
+        let id = fx.uid(name);
+        [("platform", 30.0), ("sre", 40.0), ("unix-devs", 50.0)]
+            .iter()
+            .filter(|(g, _)| want[g].contains(&id))
+            .map(|(_, b)| *b)
+            .fold(5.0, f64::max)
+    };
+    let rows = fx.admin.users(&p).await;
+    let mut got: BTreeMap<String, (Option<f64>, Option<String>)> = BTreeMap::new();
+    for r in &rows {
+        let id = r["user_id"].as_str().unwrap_or_default().to_string();
+        got.insert(id, (r["max_budget"].as_f64(), r["user_role"].as_str().map(str::to_string)));
+    }
+    let expected: BTreeMap<String, (Option<f64>, Option<String>)> =
+        names.iter().map(|n| (fx.uid(n), (Some(budget(n)), Some("internal_user".to_string())))).collect();
+    let differ: Vec<String> = expected
+        .iter()
+        .filter(|(id, want)| got.get(*id) != Some(want))
+        .map(|(id, want)| format!("{id}: want {want:?}, got {:?}", got.get(id)))
+        .collect();
+    assert!(differ.is_empty(), "{} users differ:\n{}", differ.len(), differ.join("\n"));
+    let jsmith = fx.admin.must_user(&fx.uid("jsmith")).await;
+    assert_eq!(jsmith["user_email"], fx.email("jsmith"), "{jsmith}");
+    assert_eq!(jsmith["max_budget"], 50.0, "{jsmith}");
 }

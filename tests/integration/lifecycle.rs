@@ -16,14 +16,14 @@ match = { groups = ["engineering"] }
 max_budget = 100.0
 budget_duration = "30d"
 models = ["gpt-4o", "claude-sonnet"]
-key = { alias = "{user_name}-key" }
+key = { alias = "{user_id}-key" }
 
 [[rules]]
 name = "ops"
 match = { groups = ["ops"] }
 max_budget = 50.0
 budget_duration = "7d"
-key = { alias = "{user_name}-key" }
+key = { alias = "{user_id}-key" }
 
 [defaults]
 role = "internal_user"
@@ -75,7 +75,7 @@ async fn create_update_deactivate_reactivate_delete() {
     assert_eq!(marker_source(&a), Some(fx.source.as_str()), "{a}");
     let keys = fx.admin.keys(&alice).await;
     assert_eq!(keys.len(), 1, "alice should have exactly the rule's key: {keys:?}");
-    assert_eq!(keys[0]["key_alias"], "alice-key");
+    assert_eq!(keys[0]["key_alias"], format!("{alice}-key"));
     let alice_key = proxy.created_key(&alice).expect("LiteLLM handed out alice's key on create");
     assert_eq!(key_status(&fx, &alice_key).await, 200, "a fresh key must work");
     // A second key, minted by hand: deactivation must block every key the user owns.
@@ -178,7 +178,7 @@ name = "staff"
 match = { groups = ["staff"] }
 max_budget = 10.0
 model_max_budget = { "gpt-4o" = 5.0 }
-key = { alias = "{user_name}-key" }
+key = { alias = "{user_id}-key" }
 "#,
     );
     let names = ["alice", "bob", "carol"];
@@ -194,7 +194,7 @@ key = { alias = "{user_name}-key" }
         assert_eq!(row["model_max_budget"], json!({"gpt-4o": 5.0}), "{row}");
         let keys = fx.admin.keys(&fx.uid(n)).await;
         assert_eq!(keys.len(), 1, "{n} gets the rule's key: {keys:?}");
-        assert_eq!(keys[0]["key_alias"], format!("{n}-key"));
+        assert_eq!(keys[0]["key_alias"], format!("{}-key", fx.uid(n)));
     }
 }
 

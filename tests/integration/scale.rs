@@ -49,7 +49,7 @@ async fn many_users_then_nothing_to_do() {
     for row in &rows {
         let id = row["user_id"].as_str().unwrap();
         let n: usize = id.trim_start_matches(&format!("{}u", fx.prefix())).parse().unwrap();
-        let want = if n % 2 == 0 { 25.0 } else { 10.0 };
+        let want = if n.is_multiple_of(2) { 25.0 } else { 10.0 };
         assert_eq!(row["max_budget"].as_f64(), Some(want), "{row}");
         assert_eq!(row["metadata"]["litellm_sync"]["external_id"], format!("id-{n:03}"), "{row}");
     }

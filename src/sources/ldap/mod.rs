@@ -17,7 +17,7 @@ use secrecy::ExposeSecret;
 use self::convert::{group_from_entry, resolve, user_from_entry, GroupRecord, RawEntry, UserRecord};
 use super::SourceError;
 use crate::config::{LdapScope, LdapSourceConfig};
-use crate::model::Snapshot;
+use crate::model::{EntryKind, Snapshot, Unreadable};
 
 pub struct LdapSource {
     name: String,
@@ -31,6 +31,7 @@ pub struct ReadStats {
     pub users: usize,
     pub groups: usize,
     pub disabled: usize,
+    /// Entries seen but not converted (`Snapshot::unreadable`).
     pub skipped_entries: usize,
     pub foreign_members: usize,
 }
@@ -151,8 +152,9 @@ impl LdapSource {
         Err(self.err(format!("no LDAP server could be used: {}", failures.join("; "))))
     }
 
-    /// One paged search, streamed: `each` sees every entry as it arrives; nothing else is kept. Returns how many
-    /// entries were read. Referrals, size limits and any non-success result fail the search.
+    /// One paged search, streamed: `each` sees every entry as it arrives; nothing else is kept. Returns what was
+    /// read, with the entries the server sent malformed (which `each` never sees). Referrals, size limits and any
+    /// non-success result fail the search.
     async fn search(
         &self,
         ldap: &mut Ldap,
@@ -161,7 +163,7 @@ impl LdapSource {
         filter: &str,
         attrs: Vec<String>,
         mut each: impl FnMut(RawEntry),
-    ) -> Result<usize, SourceError> {
+    ) -> Result<Searched, SourceError> {
         let scope = scope_of(scope);
         let page = i32::try_from(self.cfg.page_size).unwrap_or(i32::MAX);
         let adapters: Vec<Box<dyn Adapter<_, _>>> = vec![Box::new(PagedResults::new(page))];
@@ -172,6 +174,7 @@ impl LdapSource {
             .await
             .map_err(|e| self.err(format!("{what} failed: {e}")))?;
         let mut n = 0usize;
+        let mut malformed = 0usize;
         let mut referrals = 0usize;
         loop {
             let next = stream.next().await.map_err(|e| self.err(format!("{what} failed after {n} entries: {e}")))?;
@@ -185,7 +188,7 @@ impl LdapSource {
             }
             match construct(entry) {
                 Some(e) => each(e),
-                None => tracing::warn!(source = %self.name, "Skipped an LDAP entry the server sent malformed"),
+                None => malformed += 1,
             }
             n += 1;
         }
@@ -212,7 +215,7 @@ impl LdapSource {
                  or set ignore_referrals = true if those subtrees hold no users"
             )));
         }
-        Ok(n)
+        Ok(Searched { what, malformed })
     }
 
     async fn read(&self) -> Result<(Snapshot, ReadStats), SourceError> {
@@ -221,27 +224,27 @@ impl LdapSource {
         let mut stats = ReadStats { server, ..Default::default() };
 
         let mut users: Vec<UserRecord> = Vec::new();
-        let mut skipped: Vec<String> = Vec::new();
-        self.search(
-            &mut ldap,
-            &self.cfg.user_base,
-            self.cfg.user_scope,
-            &self.cfg.user_filter,
-            map.user_attrs(),
-            |e| match user_from_entry(&e, map) {
-                Ok(u) => users.push(u),
-                Err(why) => skipped.push(why),
-            },
-        )
-        .await?;
+        let mut unreadable: Vec<Unreadable> = Vec::new();
+        let searched = self
+            .search(&mut ldap, &self.cfg.user_base, self.cfg.user_scope, &self.cfg.user_filter, map.user_attrs(), |e| {
+                match user_from_entry(&e, map) {
+                    Ok(u) => users.push(u),
+                    Err(u) => unreadable.push(u),
+                }
+            })
+            .await?;
+        searched.report_malformed(EntryKind::User, &mut unreadable);
 
         if let Some(df) = &self.cfg.disabled_filter {
             let mut disabled: BTreeSet<String> = BTreeSet::new();
             let filter = format!("(&{}{})", self.cfg.user_filter, df);
-            self.search(&mut ldap, &self.cfg.user_base, self.cfg.user_scope, &filter, vec!["1.1".into()], |e| {
-                disabled.insert(convert::normalize_dn(&e.dn));
-            })
-            .await?;
+            let searched = self
+                .search(&mut ldap, &self.cfg.user_base, self.cfg.user_scope, &filter, vec!["1.1".into()], |e| {
+                    disabled.insert(convert::normalize_dn(&e.dn));
+                })
+                .await?;
+            // A disabled user the server sent malformed: whoever it is may still look active.
+            searched.report_malformed(EntryKind::User, &mut unreadable);
             for u in &mut users {
                 if disabled.contains(&u.dn_norm) {
                     u.identity.active = false;
@@ -250,40 +253,62 @@ impl LdapSource {
         }
 
         let mut groups: Vec<GroupRecord> = Vec::new();
-        self.search(
-            &mut ldap,
-            &self.cfg.group_base,
-            self.cfg.group_scope,
-            &self.cfg.group_filter,
-            map.group_attrs(),
-            |e| match group_from_entry(&e, map) {
-                Ok(g) => groups.push(g),
-                Err(why) => skipped.push(why),
-            },
-        )
-        .await?;
+        let searched = self
+            .search(
+                &mut ldap,
+                &self.cfg.group_base,
+                self.cfg.group_scope,
+                &self.cfg.group_filter,
+                map.group_attrs(),
+                |e| match group_from_entry(&e, map) {
+                    Ok(g) => groups.push(g),
+                    Err(u) => unreadable.push(u),
+                },
+            )
+            .await?;
+        searched.report_malformed(EntryKind::Group, &mut unreadable);
 
         if self.cfg.in_chain {
-            // Server-side nesting (AD): each group's transitive user members, by DN.
-            for g in &mut groups {
+            // Server-side nesting (AD): each group's transitive user members, by DN. A member entry sent malformed
+            // leaves that group's members unknown.
+            let mut partial = Vec::new();
+            for (i, g) in groups.iter_mut().enumerate() {
                 let filter = format!(
                     "(&{}(memberOf:1.2.840.113556.1.4.1941:={}))",
                     self.cfg.user_filter,
                     ldap3::ldap_escape(&g.dn)
                 );
                 let mut members = Vec::new();
-                self.search(&mut ldap, &self.cfg.user_base, self.cfg.user_scope, &filter, vec!["1.1".into()], |e| {
-                    members.push(convert::normalize_dn(&e.dn));
-                })
-                .await?;
-                g.members.extend(members);
+                let searched = self
+                    .search(&mut ldap, &self.cfg.user_base, self.cfg.user_scope, &filter, vec!["1.1".into()], |e| {
+                        members.push(convert::normalize_dn(&e.dn));
+                    })
+                    .await?;
+                if searched.malformed > 0 {
+                    partial.push(i);
+                    unreadable.push(Unreadable {
+                        external_id: Some(g.external_id.clone()),
+                        kind: EntryKind::Group,
+                        entry: g.dn.clone(),
+                        reason: format!("{} of its members were sent malformed by the server", searched.malformed),
+                    });
+                }
+                g.member_dns.extend(members);
+            }
+            for i in partial.into_iter().rev() {
+                groups.remove(i);
             }
         }
         let _ = ldap.unbind().await;
 
-        let (resolved, foreign) = resolve(&mut users, &groups, map);
-        for why in &skipped {
-            tracing::warn!(source = %self.name, reason = %why, "Skipped an LDAP entry");
+        let (resolved, foreign) = resolve(&mut users, &groups, &unreadable);
+        const SHOWN: usize = 20;
+        for u in unreadable.iter().take(SHOWN) {
+            tracing::warn!(source = %self.name, entry = %u.entry, id = u.external_id.as_deref().unwrap_or("unknown"),
+                kind = ?u.kind, reason = %u.reason, "LDAP entry could not be read: doubt, not a departure");
+        }
+        if unreadable.len() > SHOWN {
+            tracing::warn!(source = %self.name, more = unreadable.len() - SHOWN, "More LDAP entries could not be read");
         }
         for u in &users {
             for w in &u.warnings {
@@ -293,7 +318,7 @@ impl LdapSource {
         stats.users = users.len();
         stats.groups = resolved.len();
         stats.disabled = users.iter().filter(|u| !u.identity.active).count();
-        stats.skipped_entries = skipped.len();
+        stats.skipped_entries = unreadable.len();
         stats.foreign_members = foreign;
         tracing::info!(source = %self.name, server = %stats.server, users = stats.users, groups = stats.groups,
             disabled = stats.disabled, skipped = stats.skipped_entries, "LDAP snapshot read");
@@ -307,8 +332,29 @@ impl LdapSource {
                 v
             },
             groups: resolved,
+            unreadable,
         };
         Ok((snapshot, stats))
+    }
+}
+
+/// What one search read, beyond the entries handed to its callback.
+struct Searched {
+    /// The search, for people: `search of "ou=people,…" with (objectClass=…)`.
+    what: String,
+    /// Entries the server sent in a form ldap3 cannot parse: seen, not identified.
+    malformed: usize,
+}
+
+impl Searched {
+    /// Malformed entries have no readable id: each one is doubt about the whole source for this read.
+    fn report_malformed(&self, kind: EntryKind, out: &mut Vec<Unreadable>) {
+        out.extend((0..self.malformed).map(|_| Unreadable {
+            external_id: None,
+            kind,
+            entry: format!("an entry of the {}", self.what),
+            reason: "the server sent it malformed".to_string(),
+        }));
     }
 }
 

@@ -160,6 +160,22 @@ impl Admin {
         body["key"].as_str().expect("a key in /key/generate's answer").to_string()
     }
 
+    /// Mints a key of `user_id` for team `team_id` by hand; returns the plaintext `sk-…`.
+    pub async fn generate_team_key(&self, user_id: &str, team_id: &str, alias: &str) -> String {
+        let body = Self::ok(
+            "/key/generate",
+            self.post("/key/generate", &json!({"user_id": user_id, "team_id": team_id, "key_alias": alias})).await,
+        );
+        body["key"].as_str().expect("a key in /key/generate's answer").to_string()
+    }
+
+    /// The keys `user_id` holds for team `team_id`.
+    pub async fn team_keys(&self, user_id: &str, team_id: &str) -> Vec<Value> {
+        let query = [("user_id", user_id), ("team_id", team_id), ("return_full_object", "true"), ("size", "100")];
+        let body = Self::ok("/key/list", self.get("/key/list", &query).await);
+        body["keys"].as_array().cloned().unwrap_or_default()
+    }
+
     pub async fn add_member(&self, team_id: &str, user_id: &str) {
         let body = json!({"team_id": team_id, "member": [{"user_id": user_id, "role": "user"}]});
         Self::ok("/team/member_add", self.post("/team/member_add", &body).await);
@@ -170,6 +186,23 @@ impl Admin {
             let (status, body) = self.post("/user/delete", &json!({ "user_ids": chunk })).await;
             assert!(status == 200 || status == 404, "LiteLLM /user/delete answered {status}: {body}");
         }
+    }
+
+    /// The team that says litellm-sync has written markers to this LiteLLM. Every test runs against a LiteLLM that
+    /// has it, as a proxy litellm-sync has run against does; without it a first run skips the user listing (the
+    /// `perf` tests hide it on purpose, at their fault proxy).
+    pub async fn ensure_anchor(&self) {
+        static DONE: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+        DONE.get_or_init(|| async {
+            let body = json!({"team_id": "litellm-sync", "metadata": {"litellm_sync_anchor": {"what": "tests"}}});
+            let (status, answer) = self.post("/team/new", &body).await;
+            // 400: it exists; 500: another process created it in the same instant (LiteLLM's unique index).
+            assert!(
+                status == 200 || self.team("litellm-sync").await.is_some(),
+                "LiteLLM /team/new (anchor) answered {status}: {answer}"
+            );
+        })
+        .await;
     }
 
     /// Removes every user and team whose id starts with `prefix`.

@@ -7,7 +7,12 @@
 //! Nothing here fakes LiteLLM: the proxy forwards every request except the faults a test injects.
 
 pub mod admin;
+pub mod daemon;
+pub mod ldap;
+pub mod oidc;
+pub mod postgres;
 pub mod proxy;
+pub mod scim;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -20,6 +25,50 @@ use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 pub use admin::Admin;
 pub use proxy::{Fault, FaultProxy, Hook};
+
+/// The binary under test: this build's, or the one `LITELLM_SYNC_TEST_BIN` names (to show that a test fails on an
+/// older build).
+pub fn binary() -> std::path::PathBuf {
+    std::env::var_os("LITELLM_SYNC_TEST_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_BIN_EXE_litellm-sync")))
+}
+
+/// A free loopback TCP port (the kernel's choice), never handed out before in this process.
+pub fn free_port() -> u16 {
+    pick_port(false)
+}
+
+/// A free loopback port whose successor is free too (slapd's LDAPS port beside its LDAP one).
+pub fn free_port_pair() -> u16 {
+    pick_port(true)
+}
+
+/// Ports handed out in this process, so that two tests never get the same one.
+static TAKEN: std::sync::LazyLock<std::sync::Mutex<std::collections::HashSet<u16>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// A port on 127.0.0.1 that nothing listens on now (and, with `pair`, the next one too), never handed out before
+/// in this process.
+fn pick_port(pair: bool) -> u16 {
+    for _ in 0..200 {
+        let port =
+            std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("bind 127.0.0.1:0").port();
+        if pair && (port == u16::MAX || std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_err()) {
+            continue;
+        }
+        let mut taken = TAKEN.lock().unwrap_or_else(|e| e.into_inner());
+        if taken.contains(&port) || (pair && taken.contains(&(port + 1))) {
+            continue;
+        }
+        taken.insert(port);
+        if pair {
+            taken.insert(port + 1);
+        }
+        return port;
+    }
+    panic!("no free port pair on 127.0.0.1");
+}
 
 /// Base URL of the real LiteLLM that `scripts/test.sh` started.
 pub const ENV_URL: &str = "LITELLM_SYNC_TEST_LITELLM_URL";
@@ -155,6 +204,7 @@ impl Fixture {
             guard,
         };
         fx.admin.cleanup(&fx.prefix()).await;
+        fx.admin.ensure_anchor().await;
         fx
     }
 
@@ -197,7 +247,8 @@ impl Fixture {
     }
 
     /// Writes `config.toml`: LiteLLM at `url` with the master key, plus `litellm_extra` lines in `[litellm]`, one
-    /// file source for this test, and `rest` (rules, defaults, safety…) verbatim.
+    /// file source for this test, and `rest` (rules, defaults, safety…) verbatim; and, when the rules mint keys and
+    /// `rest` names no key file, a `[keys]` file in the test's directory (`keys.jsonl`).
     pub fn write_config(&self, url: &str, litellm_extra: &str, rest: &str) {
         self.write_config_with_key(url, &self.key, litellm_extra, rest);
     }
@@ -214,6 +265,13 @@ impl Fixture {
             path = q(&self.path("users.yaml").display().to_string()),
             template = q(&format!("{}{{user_name}}", self.prefix())),
         );
+        // Only where the rules mint keys, so that a configuration stays readable by builds without `[keys]`.
+        let mints = rest.lines().any(|l| l.trim_start().starts_with("key ="));
+        let text = if rest.contains("[keys]") || !mints {
+            text
+        } else {
+            format!("{text}\n[keys]\npath = {}\n", q(&self.path("keys.jsonl").display().to_string()))
+        };
         std::fs::write(self.path("config.toml"), text).expect("write config.toml");
     }
 
@@ -224,7 +282,7 @@ impl Fixture {
 
     /// Runs `litellm-sync --config <dir>/config.toml <args>` and waits for it (bounded).
     pub async fn run(&self, args: &[&str]) -> Run {
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_litellm-sync"));
+        let mut cmd = tokio::process::Command::new(binary());
         cmd.arg("--config").arg(self.path("config.toml")).args(args);
         // The binary reads LITELLM_SYNC_* and LITELLM_SYNC__* from the environment: only the file may speak.
         for (k, _) in std::env::vars_os() {
@@ -254,7 +312,7 @@ pub fn staff_rules(fx: &Fixture) -> String {
 name = "staff"
 match = {{ groups = ["staff"] }}
 max_budget = 10.0
-key = {{ alias = "{{user_name}}-key" }}
+key = {{ alias = "{{user_id}}-key" }}
 team = {{ id = "{prefix}{{group_name}}" }}
 "#,
         prefix = fx.prefix()

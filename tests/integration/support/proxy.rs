@@ -27,6 +27,8 @@ pub enum Hook {
     CreateUser(Value),
     /// `POST /user/delete` of this id.
     DeleteUser(String),
+    /// `POST /team/new` with this body.
+    CreateTeam(Value),
 }
 
 #[derive(Debug, Clone)]
@@ -45,6 +47,8 @@ pub enum Fault {
     Before(Hook),
     /// Forward, run the hook, then return LiteLLM's answer.
     After(Hook),
+    /// Forward, and take the team with this id out of a team listing's answer (`teams`).
+    HideTeam(String),
 }
 
 /// One exchange the proxy saw, in arrival order.
@@ -60,6 +64,9 @@ pub struct Exchange {
     pub at: Instant,
     /// The answer's body, kept for POSTs only (to find the plaintext keys LiteLLM hands out on create).
     pub body: Option<String>,
+    /// The daemon's permission probe (a `/user/new` body LiteLLM refuses with 422, so nothing is written); known
+    /// by its request body, so that a probe still waiting for its answer is not taken for a write.
+    pub probe: bool,
 }
 
 struct Rule {
@@ -75,6 +82,9 @@ struct Shared {
     admin: Admin,
     rules: Mutex<Vec<Rule>>,
     log: Mutex<Vec<Exchange>>,
+    /// Bumped (under the log's lock) by every reset: a request in flight across a reset is not written back
+    /// into the new log.
+    resets: std::sync::atomic::AtomicU64,
     /// Hooks that failed.
     problems: Mutex<Vec<String>>,
 }
@@ -105,6 +115,7 @@ impl FaultProxy {
             admin: admin.clone(),
             rules: Mutex::new(Vec::new()),
             log: Mutex::new(Vec::new()),
+            resets: std::sync::atomic::AtomicU64::new(0),
             problems: Mutex::new(Vec::new()),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the fault proxy");
@@ -161,33 +172,38 @@ impl FaultProxy {
     }
 
     pub fn reset_log(&self) {
-        self.shared.log.lock().unwrap().clear();
+        let mut log = self.shared.log.lock().unwrap();
+        log.clear();
+        self.shared.resets.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 
-    /// Requests seen with this method and exactly this path.
+    /// Requests seen with this method and exactly this path, the daemon's permission probe left out.
     pub fn count(&self, method: Method, path: &str) -> usize {
-        self.shared.log.lock().unwrap().iter().filter(|e| e.method == method && e.path == path).count()
+        self.shared.log.lock().unwrap().iter().filter(|e| e.method == method && e.path == path && !e.probe).count()
     }
 
-    /// Every write request seen (LiteLLM's admin API writes with POST only), as "POST /path" lines.
+    /// Every write request seen (LiteLLM's admin API writes with POST only), as "POST /path" lines. The daemon's
+    /// permission probe, and a request LiteLLM answered 422 (its body failed validation, so nothing was written),
+    /// are not writes.
     pub fn writes(&self) -> Vec<String> {
         self.shared
             .log
             .lock()
             .unwrap()
             .iter()
-            .filter(|e| e.method != Method::GET && e.method != Method::HEAD)
+            .filter(|e| e.method != Method::GET && e.method != Method::HEAD && e.status != 422 && !e.probe)
             .map(|e| format!("{} {}", e.method, e.path))
             .collect()
     }
 
-    /// The plaintext key LiteLLM returned when it created `user_id` (from `/user/new` or the bulk endpoint).
+    /// The plaintext key LiteLLM returned when it minted one for `user_id` (`/key/generate`, or `/user/new` and the
+    /// bulk endpoint of older builds).
     pub fn created_key(&self, user_id: &str) -> Option<String> {
         let log = self.shared.log.lock().unwrap();
         for e in log.iter().filter(|e| e.status == 200) {
             let Some(body) = e.body.as_deref().and_then(|b| serde_json::from_str::<Value>(b).ok()) else { continue };
             let rows: Vec<&Value> = match e.path.as_str() {
-                "/user/new" => vec![&body],
+                "/user/new" | "/key/generate" => vec![&body],
                 "/management/v1/users/bulk" => body["data"].as_array().map(|a| a.iter().collect()).unwrap_or_default(),
                 _ => continue,
             };
@@ -220,6 +236,7 @@ impl Shared {
             Hook::DeleteUser(id) => {
                 ("delete user", self.admin.post("/user/delete", &serde_json::json!({"user_ids": [id]})).await)
             }
+            Hook::CreateTeam(body) => ("create team", self.admin.post("/team/new", body).await),
         };
         if status != 200 {
             self.problems.lock().unwrap().push(format!("hook {what} ({hook:?}) got {status}: {body}"));
@@ -280,6 +297,9 @@ fn error_answer(status: u16, headers: HeaderMap) -> Answer {
     (status, headers, Bytes::from(body))
 }
 
+/// What the permission probe's body carries (`Client::check_write_access`).
+const PROBE: &[u8] = b"litellm-sync-permission-probe";
+
 async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let body = axum::body::to_bytes(body, 256 << 20).await.unwrap_or_default();
@@ -298,8 +318,9 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
             fault: fault.as_ref().map(|f| format!("{f:?}")),
             at: Instant::now(),
             body: None,
+            probe: body.windows(PROBE.len()).any(|w| w == PROBE),
         });
-        log.len() - 1
+        (log.len() - 1, shared.resets.load(std::sync::atomic::Ordering::SeqCst))
     };
     let (status, mut headers, bytes) = match fault {
         None => forward(&shared, method.clone(), pq, parts.headers, body).await,
@@ -332,13 +353,29 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
             shared.run_hook(&hook).await;
             answer
         }
+        Some(Fault::HideTeam(team_id)) => {
+            let (status, headers, bytes) = forward(&shared, method.clone(), pq, parts.headers, body).await;
+            let bytes = match serde_json::from_slice::<Value>(&bytes) {
+                Ok(mut v) => {
+                    if let Some(teams) = v.get_mut("teams").and_then(Value::as_array_mut) {
+                        teams.retain(|t| t["team_id"] != team_id.as_str());
+                    }
+                    Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
+                }
+                Err(_) => bytes,
+            };
+            (status, headers, bytes)
+        }
     };
     {
         let mut log = shared.log.lock().unwrap();
-        let e = &mut log[index];
-        e.status = status.as_u16();
-        if method == Method::POST {
-            e.body = Some(String::from_utf8_lossy(&bytes).into_owned());
+        let (index, generation) = index;
+        if shared.resets.load(std::sync::atomic::Ordering::SeqCst) == generation {
+            let e = &mut log[index];
+            e.status = status.as_u16();
+            if method == Method::POST {
+                e.body = Some(String::from_utf8_lossy(&bytes).into_owned());
+            }
         }
     }
     for h in ["content-length", "transfer-encoding", "connection"] {
