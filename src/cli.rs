@@ -248,6 +248,8 @@ async fn compute(
         refresh: a.refresh,
         approval,
         apply,
+        digests: Default::default(),
+        push_change: false,
     };
     let report = rec.run(req).await;
     if apply {

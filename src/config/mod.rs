@@ -413,6 +413,26 @@ impl Config {
     pub fn source(&self, name: &str) -> Option<&SourceConfig> {
         self.sources.iter().find(|s| s.name == name)
     }
+
+    /// SHA-256 (hex) of everything a plan depends on besides the sources' views and the ledger: the LiteLLM URL,
+    /// the sources, rules, defaults, precedence, scope, safety and `[keys]` settings, and this version of
+    /// litellm-sync. Secrets are left out (their Debug text is redacted). Server, log, store and drift settings
+    /// change no plan.
+    pub fn plan_fingerprint(&self) -> String {
+        let text = format!(
+            "{}\n{}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}",
+            env!("CARGO_PKG_VERSION"),
+            self.litellm.url,
+            self.sources,
+            self.rules,
+            self.defaults,
+            self.precedence,
+            self.scope,
+            self.safety,
+            self.keys,
+        );
+        crate::model::hex(ring::digest::digest(&ring::digest::SHA256, text.as_bytes()).as_ref())
+    }
 }
 
 #[cfg(test)]

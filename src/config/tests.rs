@@ -335,3 +335,30 @@ fn ldap_member_attribute_mistakes_are_named() {
     let all = problems(ldap(json!({"members": "member"}), "openldap")).join("\n");
     assert!(all.contains("sources[0].attributes.members"), "a string is not a list: {all}");
 }
+
+#[test]
+fn the_plan_fingerprint_follows_what_plans_depend_on() {
+    let base = validate(&minimal()).unwrap().plan_fingerprint();
+    assert_eq!(validate(&minimal()).unwrap().plan_fingerprint(), base, "deterministic");
+    let with = |f: &dyn Fn(&mut serde_json::Value)| {
+        let mut raw = minimal();
+        f(&mut raw);
+        validate(&raw).unwrap().plan_fingerprint()
+    };
+    // What a plan depends on changes it.
+    type Edit = fn(&mut serde_json::Value);
+    let changes: [(&str, Edit); 5] = [
+        ("a rule", |r| r["rules"] = json!([{"name": "all", "match": {"groups": ["eng"]}}])),
+        ("a default", |r| r["defaults"] = json!({"max_budget": 5.0})),
+        ("the safety limit", |r| r["safety"] = json!({"max_deletions": 3})),
+        ("the LiteLLM", |r| r["litellm"]["url"] = json!("http://127.0.0.1:4001")),
+        ("an id template", |r| r["sources"][0]["user_id_template"] = json!("{email}")),
+    ];
+    for (what, f) in changes {
+        assert_ne!(with(&f), base, "{what} must change the fingerprint");
+    }
+    // What changes no plan leaves it: a secret, the log level, the server.
+    assert_eq!(with(&|r| r["litellm"]["api_key"] = json!("sk-other")), base);
+    assert_eq!(with(&|r| r["log"] = json!({"level": "debug"})), base);
+    assert_eq!(with(&|r| r["server"] = json!({"listen": "127.0.0.1:9999"})), base);
+}

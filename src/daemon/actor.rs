@@ -133,6 +133,8 @@ impl Actor {
             refresh: false,
             approval: Approval::None,
             apply: true,
+            digests: BTreeMap::new(),
+            push_change: false,
         }
     }
 
@@ -151,7 +153,7 @@ impl Actor {
             }
         };
         tracing::info!(source, changes, users = view.users.len(), "Applying the source's changes");
-        let req = self.request(source, vec![view]);
+        let req = RunRequest { push_change: true, ..self.request(source, vec![view]) };
         self.run_and_record_view(Some(source), req).await;
     }
 
@@ -166,9 +168,17 @@ impl Actor {
         self.run_stored(source, req, false).await
     }
 
-    async fn run_stored(&mut self, source: Option<&str>, req: RunRequest, save: bool) {
+    async fn run_stored(&mut self, source: Option<&str>, mut req: RunRequest, save: bool) {
         let started = std::time::Instant::now();
+        // A read the quiet record says is the stored view already (any change of that view deletes the record)
+        // is not stored again.
+        let recorded = if save && !req.fresh.is_empty() { self.rec.quiet_record().await } else { None };
         for s in req.fresh.iter().filter(|_| save) {
+            let digest = req.digests.entry(s.source.clone()).or_insert_with(|| s.digest());
+            if recorded.as_ref().is_some_and(|q| q.views.get(&s.source).is_some_and(|v| v.as_ref() == Some(digest))) {
+                tracing::debug!(source = %s.source, "The read is the stored view: not stored again");
+                continue;
+            }
             if let Err(e) = self.rec.store().save_snapshot(s).await {
                 tracing::error!(source = %s.source, error = %e, "Cannot store the snapshot; planning it anyway");
                 self.metrics.errors.with_label_values(&["store"]).inc();

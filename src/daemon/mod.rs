@@ -7,6 +7,7 @@ pub mod actor;
 pub mod health;
 pub mod leader;
 mod outbox;
+pub mod quiet;
 pub mod reconciler;
 
 use crate::directory::StoreError;

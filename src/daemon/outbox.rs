@@ -152,6 +152,15 @@ impl Reconciler {
     }
 
     pub async fn refresh_outbox_metrics(&self, m: &Metrics) {
+        self.refresh_outbox_stats(m).await;
+        m.managed_teams.set(self.ledger.managed_teams() as i64);
+        for s in &self.cfg.sources {
+            m.managed_users.with_label_values(&[&s.name]).set(self.ledger.managed_users_of(&s.name) as i64);
+        }
+    }
+
+    /// The outbox's depth and age.
+    pub(super) async fn refresh_outbox_stats(&self, m: &Metrics) {
         match self.store.outbox_stats().await {
             Ok(st) => {
                 m.outbox_depth.with_label_values(&["pending"]).set(st.pending as i64);
@@ -160,10 +169,6 @@ impl Reconciler {
                 m.outbox_oldest_age.set(age);
             }
             Err(e) => tracing::error!(error = %e, "Cannot read outbox statistics"),
-        }
-        m.managed_teams.set(self.ledger.managed_teams() as i64);
-        for s in &self.cfg.sources {
-            m.managed_users.with_label_values(&[&s.name]).set(self.ledger.managed_users_of(&s.name) as i64);
         }
     }
 }

@@ -21,6 +21,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::quiet::{self, Quiet};
 use super::DaemonError;
 use crate::config::Config;
 use crate::directory::{self, meta, ApprovalRecord, Held, HeldOp, Ledger, Store};
@@ -61,6 +62,12 @@ pub struct RunRequest {
     pub approval: Approval,
     /// Apply the plan (sync, the daemon) or only compute it (plan, explain).
     pub apply: bool,
+    /// Digests of `fresh` by source ([`Snapshot::digest`]) the caller computed already; the daemon computes the
+    /// others.
+    pub digests: BTreeMap<String, String>,
+    /// A push source's change run: the ledger stays in memory for the next change, and the quiet record (which
+    /// every change deletes) is neither checked nor written.
+    pub push_change: bool,
 }
 
 /// What the plan was made against.
@@ -105,6 +112,8 @@ pub struct RunReport {
     pub counts: Counts,
     /// The source reads that failed: nothing of theirs was planned or deprovisioned.
     pub failures: Vec<SourceError>,
+    /// Nothing changed since a run that found nothing to do (the quiet record): nothing was planned.
+    pub unchanged: bool,
 }
 
 /// Called after each operation of a drain with (done, total, result): the CLI's progress bar.
@@ -127,6 +136,10 @@ pub struct Reconciler {
     pub(super) key_sink: Option<Arc<KeySink>>,
     pub(super) stop: CancellationToken,
     pub(super) defer_when_unavailable: bool,
+    /// The daemon skips planning what a quiet run planned already ([`quiet`]).
+    pub(super) quiet: bool,
+    /// [`Config::plan_fingerprint`] of `cfg`.
+    fingerprint: String,
 }
 
 /// A new run id: one per run, carried into its span, its outbox rows and its audit lines.
@@ -140,6 +153,7 @@ impl Reconciler {
         Reconciler {
             progress: None,
             anchored: false,
+            fingerprint: cfg.plan_fingerprint(),
             cfg,
             client,
             store,
@@ -151,6 +165,7 @@ impl Reconciler {
             key_sink: None,
             stop: CancellationToken::new(),
             defer_when_unavailable: false,
+            quiet: false,
         }
     }
 
@@ -160,6 +175,7 @@ impl Reconciler {
         self.audit = audit;
         self.stop = stop;
         self.defer_when_unavailable = true;
+        self.quiet = true;
         self
     }
 
@@ -303,8 +319,29 @@ impl Reconciler {
         self.run_inner(run_id, req).instrument(span).await
     }
 
-    async fn run_inner(&mut self, run_id: String, req: RunRequest) -> Result<RunReport, DaemonError> {
+    async fn run_inner(&mut self, run_id: String, mut req: RunRequest) -> Result<RunReport, DaemonError> {
         let now = chrono::Utc::now();
+        let quiet = self.quiet && req.apply && !req.push_change && !req.refresh && req.failures.is_empty();
+        if quiet {
+            for s in &req.fresh {
+                req.digests.entry(s.source.clone()).or_insert_with(|| s.digest());
+            }
+            if let Some(q) = self.quiet_record().await {
+                if q.holds(self.cfg.litellm.url.as_str(), &self.fingerprint, &req.sources, &req.digests, now) {
+                    return Ok(self.unchanged(run_id, req, &q).await);
+                }
+            }
+        }
+        // From here on the run may write the ledger and the outbox: the quiet record makes way for this run's
+        // claim, which only this run turns into a record again (the CLI's runs leave nothing).
+        let claim = if req.apply {
+            let c = if self.quiet { quiet::claim(&run_id) } else { String::new() };
+            self.store.set_meta(meta::QUIET, &c).await?;
+            Some(c)
+        } else {
+            None
+        };
+        let digests = std::mem::take(&mut req.digests);
         let mut snapshots = req.fresh;
         if req.use_stored {
             let failed: BTreeSet<&str> = req.failures.iter().map(|f| f.source_name()).collect();
@@ -429,6 +466,7 @@ impl Reconciler {
                 results: Vec::new(),
                 counts: Counts::default(),
                 failures: req.failures,
+                unchanged: false,
             });
         }
         self.store.set_meta(meta::LAST_WRITER, &self.holder).await?;
@@ -445,7 +483,142 @@ impl Reconciler {
         }
         self.store.replace_outbox(&run_id, &pass.plan.ops).await?;
         let (results, counts) = self.drain(&run_id).await?;
-        Ok(RunReport { run_id, pass, basis, drift, results, counts, failures: req.failures })
+        let mut settled = false;
+        if let Some(claim) = claim.filter(|_| quiet || (req.refresh && !req.push_change && req.failures.is_empty())) {
+            settled = self.settle(&run_id, &claim, digests, &pass, counts, now).await;
+        }
+        if settled && !req.push_change {
+            self.release_ledger();
+        }
+        Ok(RunReport { run_id, pass, basis, drift, results, counts, failures: req.failures, unchanged: false })
+    }
+
+    /// The quiet record in the store, if there is one (a store error only costs a full run).
+    pub async fn quiet_record(&self) -> Option<Quiet> {
+        match self.store.get_meta(meta::QUIET).await {
+            Ok(v) => v.as_deref().and_then(Quiet::parse),
+            Err(e) => {
+                tracing::warn!(error = %e, "Cannot read the quiet record; planning in full");
+                None
+            }
+        }
+    }
+
+    /// A run whose inputs are the quiet record's: nothing to plan, as then.
+    async fn unchanged(&mut self, run_id: String, req: RunRequest, q: &Quiet) -> RunReport {
+        tracing::info!(since = %q.run_id, at = %q.at, "Nothing changed since a run that found nothing to do");
+        if let Some(m) = &self.metrics {
+            for s in &req.fresh {
+                m.runs_unchanged.with_label_values(&[&s.source]).inc();
+            }
+            for (s, n) in &q.managed_users {
+                m.managed_users.with_label_values(&[s]).set(*n as i64);
+            }
+            m.managed_teams.set(q.managed_teams as i64);
+            self.refresh_outbox_stats(m).await;
+        }
+        if !req.push_change {
+            self.release_ledger();
+        }
+        let managed_users = req.sources.iter().filter_map(|s| q.managed_users.get(s)).sum();
+        let pass = Pass {
+            sources: req.sources,
+            snapshots: Vec::new(),
+            failed_sources: Vec::new(),
+            desired: Default::default(),
+            actual: Default::default(),
+            plan: Plan { managed_users, ..Default::default() },
+        };
+        RunReport {
+            run_id,
+            pass,
+            basis: Basis::Ledger,
+            drift: BTreeMap::new(),
+            results: Vec::new(),
+            counts: Counts::default(),
+            failures: Vec::new(),
+            unchanged: true,
+        }
+    }
+
+    /// After an applying run: when nothing is left to do — nothing held, failed or pending, no error, and the
+    /// plan made again against the ledger that recorded the results is empty — turns the run's claim into the
+    /// quiet record (unless a change arrived meanwhile and took the claim). Whether the record was written.
+    async fn settle(
+        &mut self,
+        run_id: &str,
+        claim: &str,
+        mut digests: BTreeMap<String, String>,
+        pass: &Pass,
+        counts: Counts,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> bool {
+        let p = &pass.plan;
+        if p.has_errors() || !p.held.is_empty() || counts.pending > 0 || counts.refused > 0 {
+            return false;
+        }
+        if !p.ops.is_empty() {
+            let (actual, keys) = std::mem::take(&mut self.ledger).into_parts();
+            let left = pass::replan(&self.cfg, pass, &actual, now);
+            self.ledger = Ledger::from_parts(actual, keys);
+            if !left.is_empty() || left.has_errors() {
+                tracing::warn!(
+                    left = left.ops.len() + left.held.len(),
+                    "Applying the plan did not reach the desired state; the next run plans what is left"
+                );
+                return false;
+            }
+        }
+        let mut views = BTreeMap::new();
+        for name in &pass.sources {
+            let view = pass.snapshots.iter().find(|s| &s.source == name);
+            let digest = view.map(|s| digests.remove(name).unwrap_or_else(|| s.digest()));
+            views.insert(name.clone(), digest);
+        }
+        let record = Quiet {
+            run_id: run_id.to_string(),
+            at: now,
+            url: self.cfg.litellm.url.to_string(),
+            config: self.fingerprint.clone(),
+            views,
+            due: quiet::due(&self.ledger, &self.cfg.safety),
+            managed_users: self
+                .cfg
+                .sources
+                .iter()
+                .map(|s| (s.name.clone(), self.ledger.managed_users_of(&s.name)))
+                .collect(),
+            managed_teams: self.ledger.managed_teams(),
+        };
+        let text = match serde_json::to_string(&record) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(error = %e, "Cannot write the quiet record");
+                return false;
+            }
+        };
+        match self.store.replace_meta(meta::QUIET, claim, &text).await {
+            Ok(true) => {
+                tracing::debug!(run_id, "Nothing left to do: quiet record written");
+                true
+            }
+            Ok(false) => {
+                tracing::debug!(run_id, "A change arrived during the run: no quiet record");
+                false
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "Cannot write the quiet record");
+                false
+            }
+        }
+    }
+
+    /// Hands the ledger's memory back (a quiet daemon needs none); the next run that plans loads it again.
+    fn release_ledger(&mut self) {
+        if self.ledger_loaded {
+            self.ledger = Ledger::default();
+            self.ledger_loaded = false;
+        }
     }
 
     /// Looks up how many team keys each member removal would delete (shown by `plan`). Best effort: while

@@ -135,3 +135,95 @@ async fn every_run_has_its_own_id() {
     let b = s.rec.run(plan_only(vec![snapshot("corp", &["alice"])])).await.unwrap();
     assert_ne!(a.run_id, b.run_id);
 }
+
+/// A daemon's applying run of `fresh` (every configured source covered, the others' stored views joined).
+fn daemon_run(fresh: Vec<Snapshot>) -> RunRequest {
+    RunRequest {
+        trigger: "test".into(),
+        fresh,
+        sources: vec!["corp".into(), "hr".into()],
+        use_stored: true,
+        apply: true,
+        ..Default::default()
+    }
+}
+
+/// A view with a group but nobody in it: nothing to provision, so a run applies nothing and needs no LiteLLM.
+fn nobody(source: &str, group: &str) -> Snapshot {
+    let mut s = snapshot(source, &[]);
+    s.groups[0].name = group.into();
+    s
+}
+
+async fn quiet(store: &Arc<dyn Store>) -> Option<super::Quiet> {
+    store.get_meta(meta::QUIET).await.unwrap().as_deref().and_then(super::Quiet::parse)
+}
+
+#[tokio::test]
+async fn an_unchanged_read_after_a_quiet_run_is_not_planned_again() {
+    let mut s = setup(Some("this")).await;
+    s.rec.quiet = true;
+    s.store.save_snapshot(&nobody("hr", "ops")).await.unwrap();
+    let r = s.rec.run(daemon_run(vec![nobody("corp", "eng")])).await.unwrap();
+    assert!(!r.unchanged && r.pass.plan.is_empty(), "the first run plans");
+    let q = quiet(&s.store).await.expect("a run that found nothing to do leaves the quiet record");
+    assert_eq!(q.views.get("corp").cloned().flatten(), Some(nobody("corp", "eng").digest()));
+    assert_eq!(q.views.get("hr").cloned().flatten(), Some(nobody("hr", "ops").digest()), "the stored view too");
+    let r = s.rec.run(daemon_run(vec![nobody("corp", "eng")])).await.unwrap();
+    assert!(r.unchanged, "the same read again is not planned");
+    let r = s.rec.run(daemon_run(Vec::new())).await.unwrap();
+    assert!(r.unchanged, "a retry with nothing read either");
+    // Another read is planned, and leaves a record of its own.
+    let r = s.rec.run(daemon_run(vec![nobody("corp", "sales")])).await.unwrap();
+    assert!(!r.unchanged);
+    assert_eq!(quiet(&s.store).await.unwrap().run_id, r.run_id);
+}
+
+#[tokio::test]
+async fn whatever_could_change_the_plan_makes_a_full_run() {
+    let mut s = setup(Some("this")).await;
+    s.rec.quiet = true;
+    let read = || vec![nobody("corp", "eng")];
+    let settle = |r: RunReport| assert!(!r.unchanged, "a full run");
+    settle(s.rec.run(daemon_run(read())).await.unwrap());
+    // Another source's stored view changed (a snapshot stored, a SCIM write): the record is gone.
+    s.store.save_snapshot(&nobody("hr", "ops")).await.unwrap();
+    settle(s.rec.run(daemon_run(read())).await.unwrap());
+    assert!(s.rec.run(daemon_run(read())).await.unwrap().unchanged);
+    // A failed read of another source, a drift-check-like refresh, a push source's change run: planned.
+    let failed = crate::sources::SourceError::Ldap { source_name: "hr".into(), message: "down".into() };
+    settle(s.rec.run(RunRequest { failures: vec![failed], ..daemon_run(read()) }).await.unwrap());
+    assert!(quiet(&s.store).await.is_none(), "a run with a failed read writes no record");
+    settle(s.rec.run(daemon_run(read())).await.unwrap());
+    settle(s.rec.run(RunRequest { push_change: true, ..daemon_run(read()) }).await.unwrap());
+    assert!(quiet(&s.store).await.is_none(), "a push change run neither checks nor writes the record");
+    settle(s.rec.run(daemon_run(read())).await.unwrap());
+    assert!(s.rec.run(daemon_run(read())).await.unwrap().unchanged);
+    // Another configuration of the rules: planned.
+    let mut other = s.rec.cfg.clone();
+    other.rules[0].grants.max_budget = Some(99.0);
+    let key = other.litellm.api_key.resolve("litellm.api_key").unwrap();
+    let client = Client::new(&other.litellm, key, false).unwrap();
+    let mut rec2 = Reconciler::new(other, client, s.store.clone(), "test2");
+    rec2.quiet = true;
+    settle(rec2.run(daemon_run(read())).await.unwrap());
+    // Fewer sources covered: planned.
+    settle(s.rec.run(RunRequest { sources: vec!["corp".into()], ..daemon_run(read()) }).await.unwrap());
+    // An applying run of the CLI (no quiet path) takes the record away: its writes are not the daemon's.
+    assert!(s.rec.run(RunRequest { sources: vec!["corp".into()], ..daemon_run(read()) }).await.unwrap().unchanged);
+    s.rec.quiet = false;
+    s.rec.run(daemon_run(read())).await.unwrap();
+    assert!(quiet(&s.store).await.is_none(), "the CLI leaves no record");
+    s.rec.quiet = true;
+    settle(s.rec.run(daemon_run(read())).await.unwrap());
+}
+
+#[tokio::test]
+async fn a_change_during_a_run_takes_its_claim_and_no_record_is_written() {
+    let s = setup(Some("this")).await;
+    // The claim is what a run writes first; a change (here a stored view) deletes it; the compare-and-set fails.
+    s.store.set_meta(meta::QUIET, &super::quiet::claim("r1")).await.unwrap();
+    s.store.save_snapshot(&nobody("hr", "ops")).await.unwrap();
+    assert!(!s.store.replace_meta(meta::QUIET, &super::quiet::claim("r1"), "{}").await.unwrap());
+    assert!(s.store.get_meta(meta::QUIET).await.unwrap().is_none());
+}

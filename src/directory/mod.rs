@@ -267,6 +267,8 @@ pub trait Store: Send + Sync {
     async fn outbox_stats(&self) -> Result<OutboxStats, StoreError>;
     async fn get_meta(&self, key: &str) -> Result<Option<String>, StoreError>;
     async fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError>;
+    /// Sets `key` to `value` only if it holds `expected` now (compare and set); whether it did.
+    async fn replace_meta(&self, key: &str, expected: &str, value: &str) -> Result<bool, StoreError>;
     /// Takes the run lease for `holder` (or renews it) unless another holder has it and it has not expired.
     async fn acquire_lease(&self, holder: &str, ttl: std::time::Duration) -> Result<bool, StoreError>;
     async fn release_lease(&self, holder: &str) -> Result<(), StoreError>;
@@ -342,7 +344,15 @@ pub mod meta {
     pub const HELD: &str = "held";
     /// JSON of [`super::ApprovalRecord`].
     pub const APPROVAL: &str = "approval";
+    /// The daemon's record of a run that found nothing to do (`daemon::quiet`), or a run's claim while it plans.
+    /// Every write a run does not make itself deletes it in the same transaction ([`super::FORGET_QUIET`]).
+    pub const QUIET: &str = "quiet";
 }
+
+/// Deletes the quiet record. Run inside every transaction that changes a source's stored view (a snapshot stored,
+/// a SCIM write), so that the record never outlives a change of what it describes. (The ledger and the outbox
+/// are written by runs only, which replace the record themselves.) The same SQL in both dialects.
+const FORGET_QUIET: &str = "DELETE FROM meta WHERE key = 'quiet'";
 
 /// JSON text of a value, for a row.
 fn to_json<T: Serialize>(v: &T) -> Result<String, StoreError> {

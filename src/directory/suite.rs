@@ -26,6 +26,30 @@ pub async fn check(store: &dyn Store) -> Result<(), String> {
     meta_and_lease(store).await?;
     snapshots_as_rows(store).await?;
     scim_resources(store).await?;
+    quiet_record(store).await?;
+    Ok(())
+}
+
+/// The quiet record: a compare-and-set, and deleted by every change of a source's view (a snapshot stored, a SCIM
+/// write or delete), whoever makes it.
+async fn quiet_record(s: &dyn Store) -> Result<(), String> {
+    let q = meta::QUIET;
+    s.set_meta(q, "claim:r1").await.map_err(|x| e("set_meta", x))?;
+    ensure!(!s.replace_meta(q, "claim:r0", "{}").await.map_err(|x| e("replace_meta", x))?, "another claim");
+    ensure!(s.replace_meta(q, "claim:r1", "{\"r\":1}").await.map_err(|x| e("replace_meta", x))?, "its own claim");
+    let now = s.get_meta(q).await.map_err(|x| e("get_meta", x))?;
+    ensure!(now.as_deref() == Some("{\"r\":1}"), "the record replaced the claim: {now:?}");
+    ensure!(!s.replace_meta("absent-key", "", "x").await.map_err(|x| e("replace_meta", x))?, "no such key");
+    for what in ["a stored snapshot", "a SCIM write", "a SCIM delete"] {
+        s.set_meta(q, "{}").await.map_err(|x| e("set_meta", x))?;
+        let wrote = match what {
+            "a stored snapshot" => s.save_snapshot(&Snapshot::empty("quiet-src")).await,
+            "a SCIM write" => s.scim_put("quiet-scim", put("q1", "Quinn", Expect::Absent)).await.map(drop),
+            _ => s.scim_delete("quiet-scim", ScimKind::User, "q1", None).await.map(drop),
+        };
+        wrote.map_err(|x| e(what, x))?;
+        ensure!(s.get_meta(q).await.map_err(|x| e("get_meta", x))?.is_none(), "{what} must forget the quiet record");
+    }
     Ok(())
 }
 

@@ -182,6 +182,71 @@ impl Snapshot {
     pub fn empty(source: &str) -> Snapshot {
         Snapshot { source: source.to_string(), users: Vec::new(), groups: Vec::new(), unreadable: Vec::new() }
     }
+
+    /// SHA-256 (hex) of the view's content, whatever the order its entries, a user's groups and a group's members
+    /// were read in: two views with one digest map to the same desired state. The daemon compares a fresh read's
+    /// digest with the one of its last run that found nothing to do, and skips planning an unchanged read.
+    pub fn digest(&self) -> String {
+        use ring::digest::{digest, Context, SHA256};
+        let mut items: Vec<[u8; 32]> = Vec::with_capacity(self.users.len() + self.groups.len() + self.unreadable.len());
+        let mut buf: Vec<u8> = Vec::with_capacity(512);
+        let mut add = |buf: &[u8]| {
+            let mut a = [0u8; 32];
+            a.copy_from_slice(digest(&SHA256, buf).as_ref());
+            items.push(a);
+        };
+        for u in &self.users {
+            let groups = sorted(&u.groups);
+            let view = (&u.external_id, &u.user_name, &u.email, &u.display_name, u.active, groups, &u.overrides);
+            canonical(&mut buf, b'u', &view);
+            add(&buf);
+        }
+        for g in &self.groups {
+            canonical(&mut buf, b'g', &(&g.external_id, &g.name, &g.dn, sorted(&g.members), sorted(&g.member_groups)));
+            add(&buf);
+        }
+        for x in &self.unreadable {
+            canonical(&mut buf, b'x', x);
+            add(&buf);
+        }
+        items.sort_unstable();
+        let mut cx = Context::new(&SHA256);
+        cx.update(self.source.as_bytes());
+        cx.update(&[0]);
+        for i in &items {
+            cx.update(i);
+        }
+        hex(cx.finish().as_ref())
+    }
+}
+
+/// The strings in order, borrowed.
+fn sorted(v: &[String]) -> Vec<&str> {
+    let mut s: Vec<&str> = v.iter().map(String::as_str).collect();
+    s.sort_unstable();
+    s
+}
+
+/// `tag` followed by the JSON of `v` (its Debug text if it had no JSON, which serde_json only refuses for
+/// non-string map keys: none here).
+fn canonical<T: Serialize + std::fmt::Debug>(buf: &mut Vec<u8>, tag: u8, v: &T) {
+    buf.clear();
+    buf.push(tag);
+    if serde_json::to_writer(&mut *buf, v).is_err() {
+        buf.truncate(1);
+        buf.extend_from_slice(format!("{v:?}").as_bytes());
+    }
+}
+
+/// Lower-case hex of `bytes`.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        s.push(char::from(HEX[usize::from(b >> 4)]));
+        s.push(char::from(HEX[usize::from(b & 15)]));
+    }
+    s
 }
 
 impl SourceEvent {
@@ -215,5 +280,72 @@ mod tests {
         }
         assert_eq!(Role::parse("org_admin"), None);
         assert_eq!(Role::parse("Proxy_Admin"), None);
+    }
+
+    fn view() -> Snapshot {
+        let mut s = fixtures::eng_snapshot("corp", "corp-eng", &["alice", "bob", "carol"]);
+        s.users[0].groups = vec!["g2".into(), "g1".into()];
+        s
+    }
+
+    #[test]
+    fn a_digest_ignores_the_order_of_what_was_read() {
+        let a = view();
+        let mut b = a.clone();
+        b.users.reverse();
+        b.users[2].groups.reverse();
+        b.groups[0].members.reverse();
+        assert_eq!(a.digest(), b.digest());
+        assert_eq!(a.digest().len(), 64);
+    }
+
+    #[test]
+    fn a_digest_changes_with_any_field_of_any_entry() {
+        let a = view();
+        let d = a.digest();
+        type Change = Box<dyn Fn(&mut Snapshot)>;
+        let changed: Vec<Change> = vec![
+            Box::new(|s| s.source = "other".into()),
+            Box::new(|s| s.users[1].active = false),
+            Box::new(|s| s.users[1].email = None),
+            Box::new(|s| s.users[1].display_name = Some("Bobby".into())),
+            Box::new(|s| s.users[1].user_name = "bobby".into()),
+            Box::new(|s| s.users[2].groups.push("g9".into())),
+            Box::new(|s| s.users[2].overrides.max_budget = Some(1.0)),
+            Box::new(|s| {
+                s.users[2].overrides.metadata.insert("k".into(), serde_json::json!(1));
+            }),
+            Box::new(|s| s.groups[0].name = "renamed".into()),
+            Box::new(|s| s.groups[0].dn = Some("cn=eng,dc=example,dc=org".into())),
+            Box::new(|s| {
+                s.groups[0].members.pop();
+            }),
+            Box::new(|s| s.groups[0].member_groups.push("nested".into())),
+            Box::new(|s| {
+                s.users.pop();
+            }),
+            Box::new(|s| {
+                let u = s.users[0].clone();
+                s.users.push(u)
+            }),
+            Box::new(|s| {
+                s.unreadable.push(Unreadable {
+                    external_id: None,
+                    kind: EntryKind::User,
+                    entry: "uid=x".into(),
+                    reason: "no uid".into(),
+                })
+            }),
+        ];
+        for (i, change) in changed.iter().enumerate() {
+            let mut b = a.clone();
+            change(&mut b);
+            assert_ne!(b.digest(), d, "change {i} must change the digest");
+        }
+        // A value moved from one field to another is a change too.
+        let mut b = a.clone();
+        b.users[0].display_name = Some(b.users[0].user_name.clone());
+        b.users[0].user_name = "x".into();
+        assert_ne!(b.digest(), d);
     }
 }

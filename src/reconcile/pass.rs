@@ -84,6 +84,17 @@ pub fn plan_pass(
     now: DateTime<Utc>,
     approval: Approval,
 ) -> Pass {
+    let plan = plan(&desired, &actual, &context(cfg, &snapshots, now, approval));
+    Pass { sources, snapshots, failed_sources, desired, actual, plan }
+}
+
+/// The pass planned again against `actual` (a ledger that recorded the pass's results): empty when applying the
+/// plan reached the desired state. No approval: a deletion still to make is something left.
+pub fn replan(cfg: &Config, pass: &Pass, actual: &Actual, now: DateTime<Utc>) -> Plan {
+    plan(&pass.desired, actual, &context(cfg, &pass.snapshots, now, Approval::None))
+}
+
+fn context<'a>(cfg: &'a Config, snapshots: &[Snapshot], now: DateTime<Utc>, approval: Approval) -> PlanContext<'a> {
     let configured = cfg.sources.iter().map(|s| s.name.clone()).collect();
     // A push source's empty view is an instruction (the last user DELETEd, a group PATCHed empty) while the IdP
     // still holds something there; a view with neither users nor groups may be a store that lost its state, and
@@ -95,9 +106,7 @@ pub fn plan_pass(
         .filter(|s| snapshots.iter().any(|v| v.source == s.name && !(v.users.is_empty() && v.groups.is_empty())))
         .map(|s| s.name.clone())
         .collect();
-    let cx = PlanContext::for_snapshots(&cfg.safety, configured, &snapshots, now, approval).with_push_sources(push);
-    let plan = plan(&desired, &actual, &cx);
-    Pass { sources, snapshots, failed_sources, desired, actual, plan }
+    PlanContext::for_snapshots(&cfg.safety, configured, snapshots, now, approval).with_push_sources(push)
 }
 
 /// Maps snapshots to the desired state (the configured sources' order decides which group owns a merged team).

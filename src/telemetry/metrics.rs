@@ -19,6 +19,7 @@ pub struct Metrics {
     pub run_duration: HistogramVec,
     pub runs: IntCounterVec,
     pub runs_skipped: IntCounterVec,
+    pub runs_unchanged: IntCounterVec,
     pub last_success: IntGaugeVec,
     pub managed_users: IntGaugeVec,
     pub managed_teams: IntGauge,
@@ -107,6 +108,12 @@ impl Metrics {
                 &r,
                 "litellm_sync_runs_skipped_total",
                 "Scheduled runs skipped because the previous run of the source was still going",
+                &["source"],
+            )?,
+            runs_unchanged: counter(
+                &r,
+                "litellm_sync_runs_unchanged_total",
+                "Runs that read what an earlier run read and found nothing to do for: not planned again",
                 &["source"],
             )?,
             last_success: gauge(
@@ -232,6 +239,7 @@ impl Metrics {
             self.runs.with_label_values(&[source, result]);
         }
         self.runs_skipped.with_label_values(&[source]);
+        self.runs_unchanged.with_label_values(&[source]);
         self.drift_repaired.with_label_values(&[source]);
         self.deletions_held.with_label_values(&[source]);
         self.managed_users.with_label_values(&[source]);

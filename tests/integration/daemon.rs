@@ -289,7 +289,9 @@ async fn scheduled_ldap_runs_follow_the_directory() {
         "schedule = \"*/2 * * * * *\"\ndisabled_filter = \"(description=disabled)\"\npage_size = 7",
     );
     let port = free_port();
-    let cfg = daemon_config_with(&fx, &fx.url, port, &source, "");
+    // A deactivated user is deleted 8 s later (a grace period far shorter than anyone would configure).
+    let safety = "[safety]\nmax_deletions_percent = 100.0\ndelete_after = \"8s\"\n";
+    let cfg = daemon_config_with(&fx, &fx.url, port, &source, safety);
     let d = Daemon::start(&cfg, port, &fx.path("daemon.log")).await;
     // alice, bob, carol, erin, frank and 10 generated users; dave is disabled and never created.
     eventually("the scheduled run provisions the directory", FIRST_RUN, || async {
@@ -297,7 +299,13 @@ async fn scheduled_ldap_runs_follow_the_directory() {
     })
     .await;
     assert_eq!(fx.admin.user(&fx.uid("dave")).await, None);
-    // The directory changes; the next scheduled run applies it.
+    // The directory does not change: the scheduled runs after the provisioning find it unchanged and plan nothing.
+    let unchanged = format!("litellm_sync_runs_unchanged_total{{source=\"{}\"}}", fx.source);
+    let quiet = eventually("scheduled runs find the directory unchanged", Duration::from_secs(30), || async {
+        d.sample(&unchanged).await.filter(|n| *n >= 2.0)
+    })
+    .await;
+    // The directory changes; the next scheduled run applies it, however many runs were not planned before.
     slapd
         .modify(
             "dn: uid=bob,ou=people,dc=example,dc=org\nchangetype: modify\nadd: description\ndescription: disabled\n",
@@ -308,13 +316,23 @@ async fn scheduled_ldap_runs_follow_the_directory() {
         (bob["metadata"]["scim_active"] == json!(false)).then_some(())
     })
     .await;
+    // Nothing changes in the directory any more, but time does: bob's grace period ends and he is deleted.
+    eventually("bob is deleted when his grace period ends", Duration::from_secs(60), || async {
+        fx.admin.user(&fx.uid("bob")).await.is_none().then_some(())
+    })
+    .await;
+    eventually("the runs after that are unchanged again", Duration::from_secs(30), || async {
+        d.sample(&unchanged).await.filter(|n| *n >= quiet + 2.0)
+    })
+    .await;
     let text = d.metrics().await;
     promtool_check(&text);
     for series in [
         format!("litellm_sync_source_users{{source=\"{}\"}} 16", fx.source),
-        format!("litellm_sync_managed_users{{source=\"{}\"}} 15", fx.source),
+        format!("litellm_sync_managed_users{{source=\"{}\"}} 14", fx.source),
         "litellm_sync_operations_total{op=\"create_user\",result=\"applied\"} 15".to_string(),
         "litellm_sync_operations_total{op=\"deactivate_user\",result=\"applied\"} 1".to_string(),
+        "litellm_sync_operations_total{op=\"delete_user\",result=\"applied\"} 1".to_string(),
     ] {
         assert!(text.contains(&series), "missing {series:?} in:\n{text}");
     }

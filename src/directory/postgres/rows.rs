@@ -10,7 +10,9 @@ use sqlx::{PgConnection, PgPool, Postgres, Row, Transaction};
 
 use super::{json, now};
 use crate::directory::rows::{corrupt, group_body, hash, kind_of, kind_text, next_rev};
-use crate::directory::{MemberChange, MemberKind, ScimIndex, ScimKind, ScimRecord, ScimWrite, StoreError};
+use crate::directory::{
+    MemberChange, MemberKind, ScimIndex, ScimKind, ScimRecord, ScimWrite, StoreError, FORGET_QUIET,
+};
 use crate::model::{Group, Identity, Snapshot, Unreadable};
 
 /// Diffs a snapshot into the rows, inside the caller's transaction (which checked the fence).
@@ -101,6 +103,7 @@ pub(super) async fn save_snapshot(tx: &mut Transaction<'_, Postgres>, snap: &Sna
             .await?;
     }
     touch_view(tx, src, &snap.unreadable).await?;
+    sqlx::query(FORGET_QUIET).execute(&mut **tx).await?;
     Ok(())
 }
 
@@ -363,6 +366,7 @@ pub(super) async fn scim_put(pool: &PgPool, src: &str, w: ScimWrite) -> Result<S
     // rows. The lock ends with the transaction.
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))").bind(format!("scim:{src}")).execute(&mut *tx).await?;
     let record = put_in(&mut tx, src, t, &w).await?;
+    sqlx::query(FORGET_QUIET).execute(&mut *tx).await?;
     notify(&mut tx, src).await?;
     tx.commit().await?;
     Ok(record)
@@ -524,6 +528,7 @@ pub(super) async fn scim_delete(
         .bind(id)
         .execute(&mut *tx)
         .await?;
+    sqlx::query(FORGET_QUIET).execute(&mut *tx).await?;
     tx.commit().await?;
     Ok(true)
 }

@@ -120,6 +120,11 @@ async fn commit(pool: &SqlitePool, jobs: Vec<Job>, outcomes: &mut Vec<Outcome>) 
     if let Err(e) = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
         return fail_rest(jobs, outcomes, e.to_string());
     }
+    // A SCIM write changes the source's view: the daemon's quiet record goes with the batch.
+    if let Err(e) = sqlx::query(super::super::FORGET_QUIET).execute(&mut *conn).await {
+        let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+        return fail_rest(jobs, outcomes, e.to_string());
+    }
     while let Some(job) = jobs.next() {
         if let Err(e) = sqlx::query("SAVEPOINT scim_write").execute(&mut *conn).await {
             outcomes.push(not_run(job, &e.to_string()));

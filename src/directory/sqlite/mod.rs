@@ -329,6 +329,16 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn replace_meta(&self, key: &str, expected: &str, value: &str) -> Result<bool, StoreError> {
+        let r = sqlx::query("UPDATE meta SET value = ?1 WHERE key = ?2 AND value = ?3")
+            .bind(value)
+            .bind(key)
+            .bind(expected)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
     async fn acquire_lease(&self, holder: &str, ttl: Duration) -> Result<bool, StoreError> {
         let now = Utc::now().timestamp_millis();
         let until = now + ttl.as_millis() as i64;

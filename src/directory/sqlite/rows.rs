@@ -10,7 +10,9 @@ use sqlx::{Row, Sqlite, SqliteConnection, SqlitePool, Transaction};
 
 use super::{json, now};
 use crate::directory::rows::{corrupt, group_body, hash, hash_json, kind_of, kind_text, next_rev};
-use crate::directory::{MemberChange, MemberKind, ScimIndex, ScimKind, ScimRecord, ScimWrite, StoreError};
+use crate::directory::{
+    MemberChange, MemberKind, ScimIndex, ScimKind, ScimRecord, ScimWrite, StoreError, FORGET_QUIET,
+};
 use crate::model::{Group, Identity, Snapshot, Unreadable};
 
 pub(super) async fn save_snapshot(pool: &SqlitePool, snap: &Snapshot) -> Result<(), StoreError> {
@@ -103,6 +105,7 @@ pub(super) async fn save_snapshot(pool: &SqlitePool, snap: &Snapshot) -> Result<
             .await?;
     }
     touch_view(&mut tx, src, &snap.unreadable).await?;
+    sqlx::query(FORGET_QUIET).execute(&mut *tx).await?;
     tx.commit().await?;
     Ok(())
 }
