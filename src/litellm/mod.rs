@@ -37,6 +37,8 @@ pub const BULK_MAX: usize = 500;
 pub const MEMBER_CHUNK: usize = 20;
 /// `/user/list` pages in flight during a full listing.
 const LIST_IN_FLIGHT: usize = 8;
+/// How long an idle connection to LiteLLM is kept for reuse: below uvicorn's 5 s keep-alive.
+const IDLE_CONNECTION: Duration = Duration::from_secs(3);
 /// Ids per exact lookup (`/user/list?user_ids=`): one page of rows.
 pub const ID_CHUNK: usize = PAGE_SIZE as usize;
 
@@ -135,6 +137,9 @@ impl Client {
             .timeout(cfg.timeout)
             .connect_timeout(cfg.timeout.min(Duration::from_secs(10)))
             .pool_max_idle_per_host(cfg.concurrency)
+            // LiteLLM's server (uvicorn) closes a connection idle for 5 s; one reused just then fails before
+            // LiteLLM reads the request. Idle connections are dropped before that.
+            .pool_idle_timeout(IDLE_CONNECTION)
             .build()
             .map_err(|e| BuildError(e.to_string()))?;
         let mut base = cfg.url.clone();

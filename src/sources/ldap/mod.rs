@@ -324,11 +324,11 @@ impl LdapSource {
             disabled = stats.disabled, skipped = stats.skipped_entries, "LDAP snapshot read");
         let snapshot = Snapshot {
             source: self.name.clone(),
-            // A fresh, exactly sized vector: collecting in place would keep the larger records' buffer (and its
-            // growth slack) alive for the snapshot's lifetime.
+            // Collected in the records' own buffer (no second vector of every user at once), then shrunk to fit:
+            // the records are larger than identities, and their buffer has growth slack.
             users: {
-                let mut v = Vec::with_capacity(users.len());
-                v.extend(users.into_iter().map(|u| u.identity));
+                let mut v: Vec<crate::model::Identity> = users.into_iter().map(|u| u.identity).collect();
+                v.shrink_to_fit();
                 v
             },
             groups: resolved,

@@ -104,8 +104,11 @@ impl Drop for FaultProxy {
 impl FaultProxy {
     /// Starts a proxy to `upstream` (the real LiteLLM); `admin` runs the hooks.
     pub async fn start(upstream: &str, admin: &Admin) -> FaultProxy {
+        // No idle connections kept: LiteLLM (uvicorn) closes an idle one after 5 s, and a request sent on it as it
+        // closes fails with "error sending request" (seen on a loaded machine) although LiteLLM never saw it.
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(120))
+            .pool_max_idle_per_host(0)
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("proxy HTTP client");
