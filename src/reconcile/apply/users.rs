@@ -10,6 +10,9 @@ use tracing::Instrument;
 use super::{is_ours, After, OpResult, Outcome, Run, WINDOW};
 use crate::litellm::types::{NewUserRequest, UpdateUserRequest, UserRow};
 use crate::litellm::{ApiError, ErrorClass, BULK_MAX};
+
+/// Bulk-create requests in flight.
+const BULK_IN_FLIGHT: usize = 2;
 use crate::mapper::DesiredUser;
 use crate::reconcile::key_sink::Delivery;
 use crate::reconcile::op::Op;
@@ -18,6 +21,26 @@ use crate::reconcile::{read_marker, MetadataPatch, UserMarker, MARKER_KEY, SCIM_
 
 /// The outcome of a user write, and the row it leaves.
 type Written = Result<(Outcome, After), Outcome>;
+
+/// The follow-ups of users the bulk endpoint created, and their results.
+async fn follow_ups(run: &Run<'_>, landed: Vec<&Op>) -> Vec<OpResult> {
+    stream::iter(landed)
+        .map(|op| {
+            async move {
+                let _g = run.locks.acquire(&op.resources()).await;
+                let r = match finish_create(run, op).await {
+                    Ok((o, after)) => OpResult::new(op, o).with_after(after),
+                    Err(o) => OpResult::new(op, o),
+                };
+                note_create(run, op, &r);
+                run.done(op, r)
+            }
+            .instrument(super::op_span(op))
+        })
+        .buffer_unordered(run.concurrency())
+        .collect()
+        .await
+}
 
 /// Creates users: the bulk endpoint for batches (500 rows a request, one licence check and one insert per batch),
 /// one by one otherwise. Follow-ups (model_max_budget, which `/user/new` refuses without an Enterprise licence
@@ -28,26 +51,35 @@ pub(super) async fn create_users(run: &Run<'_>, ops: &[&Op]) -> Vec<OpResult> {
     let (bulkable, single): (Vec<&Op>, Vec<&Op>) =
         ops.iter().partition(|op| matches!(op, Op::CreateUser { request, .. } if !request.send_invite_email));
     let mut one_by_one: Vec<(&Op, Option<String>)> = single.into_iter().map(|op| (op, None)).collect();
-    let mut landed: Vec<&Op> = Vec::new();
     if bulkable.len() > 1 {
-        for chunk in bulkable.chunks(BULK_MAX) {
-            run.check_guard().await;
-            if run.closed().is_some() {
+        // Two batches in flight: LiteLLM reads and checks one while its database inserts the other.
+        let mut answers = stream::iter(bulkable.chunks(BULK_MAX))
+            .map(|chunk| async move {
+                run.check_guard().await;
+                if run.closed().is_some() {
+                    return (chunk, None);
+                }
+                let rows: Vec<NewUserRequest> = chunk
+                    .iter()
+                    .filter_map(|op| match op {
+                        Op::CreateUser { request, .. } => {
+                            Some(NewUserRequest { model_max_budget: None, ..request.clone() })
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                (chunk, Some(run.client.bulk_create(&rows).await))
+            })
+            .buffered(BULK_IN_FLIGHT);
+        while let Some((chunk, answer)) = answers.next().await {
+            let Some(answer) = answer else {
                 one_by_one.extend(chunk.iter().map(|op| (*op, None)));
                 continue;
-            }
-            let rows: Vec<NewUserRequest> = chunk
-                .iter()
-                .filter_map(|op| match op {
-                    Op::CreateUser { request, .. } => {
-                        Some(NewUserRequest { model_max_budget: None, ..request.clone() })
-                    }
-                    _ => None,
-                })
-                .collect();
-            match run.client.bulk_create(&rows).await {
+            };
+            match answer {
                 Ok(None) => one_by_one.extend(chunk.iter().map(|op| (*op, None))),
                 Ok(Some(rows)) => {
+                    let mut landed: Vec<&Op> = Vec::new();
                     let by_id: HashMap<String, (bool, Option<String>)> =
                         rows.into_iter().filter_map(|r| r.user_id.map(|id| (id, (r.success, r.error)))).collect();
                     for op in chunk {
@@ -77,6 +109,9 @@ pub(super) async fn create_users(run: &Run<'_>, ops: &[&Op]) -> Vec<OpResult> {
                             None => one_by_one.push((op, None)),
                         }
                     }
+                    // The batch's follow-ups now, so that its results are reported (and recorded by the caller)
+                    // while the next batch is sent, not after the last one.
+                    results.extend(follow_ups(run, landed).await);
                 }
                 Err(ApiError::DryRun { .. }) => {
                     for op in chunk {
@@ -97,24 +132,6 @@ pub(super) async fn create_users(run: &Run<'_>, ops: &[&Op]) -> Vec<OpResult> {
     } else {
         one_by_one.extend(bulkable.into_iter().map(|op| (op, None)));
     }
-    // Users the bulk endpoint created: their follow-ups.
-    let follow: Vec<OpResult> = stream::iter(landed)
-        .map(|op| {
-            async move {
-                let _g = run.locks.acquire(&op.resources()).await;
-                let r = match finish_create(run, op).await {
-                    Ok((o, after)) => OpResult::new(op, o).with_after(after),
-                    Err(o) => OpResult::new(op, o),
-                };
-                note_create(run, op, &r);
-                run.done(op, r)
-            }
-            .instrument(super::op_span(op))
-        })
-        .buffer_unordered(run.concurrency())
-        .collect()
-        .await;
-    results.extend(follow);
     let singles: Vec<OpResult> = stream::iter(one_by_one)
         .map(|(op, conflict)| {
             async move {
