@@ -24,13 +24,7 @@ pub(super) fn hash_json<T: serde::Serialize + ?Sized>(
 
 /// The first 16 bytes of a digest in lower-case hex.
 fn hex16(d: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(32);
-    for &b in d.iter().take(16) {
-        s.push(char::from(HEX[usize::from(b >> 4)]));
-        s.push(char::from(HEX[usize::from(b & 15)]));
-    }
-    s
+    crate::model::hex(&d[..d.len().min(16)])
 }
 
 pub(super) fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
