@@ -81,13 +81,17 @@ impl Quiet {
 }
 
 /// When time alone changes the plan of the ledger's users: the end of the first grace period of a deactivated
-/// managed user (`safety.delete_after`), if deletions follow deactivations.
-pub fn due(ledger: &Ledger, safety: &Safety) -> Option<DateTime<Utc>> {
+/// user managed for one of `sources` (`safety.delete_after`), if deletions follow deactivations. Users another
+/// configuration's sources own (a listing of a shared LiteLLM finds them too) are never planned here, so their
+/// grace periods, long over perhaps, are not this plan's.
+pub fn due(ledger: &Ledger, safety: &Safety, sources: &[String]) -> Option<DateTime<Utc>> {
     let grace = chrono::Duration::from_std(safety.delete_after?).ok()?;
     ledger
         .users
         .values()
-        .filter_map(|u| read_marker::<UserMarker>(&u.metadata)?.deactivated_at)
+        .filter_map(|u| read_marker::<UserMarker>(&u.metadata))
+        .filter(|m| sources.contains(&m.source))
+        .filter_map(|m| m.deactivated_at)
         .min()
         .map(|at| at + grace)
 }
@@ -147,7 +151,7 @@ mod tests {
         let at = |days: i64| Utc::now() - chrono::Duration::days(days);
         let user = |id: &str, deactivated: Option<DateTime<Utc>>| {
             let marker = UserMarker {
-                source: "corp".into(),
+                source: if id == "z" { "other".into() } else { "corp".into() },
                 external_id: id.into(),
                 fields: Default::default(),
                 metadata_keys: Default::default(),
@@ -159,9 +163,10 @@ mod tests {
             row.metadata.insert(crate::model::MARKER_KEY.into(), serde_json::to_value(marker).unwrap());
             (id.to_string(), row)
         };
-        let (a, b) = (at(3), at(1));
+        let (a, b, z) = (at(3), at(1), at(400));
+        // z: another source's user, deactivated long ago; this plan never deletes it.
         let ledger = Ledger {
-            users: [user("a", Some(a)), user("b", Some(b)), user("c", None)].into_iter().collect(),
+            users: [user("a", Some(a)), user("b", Some(b)), user("c", None), user("z", Some(z))].into_iter().collect(),
             teams: BTreeMap::new(),
         };
         let mut safety = crate::config::validate(&serde_json::json!({
@@ -170,11 +175,15 @@ mod tests {
         }))
         .unwrap()
         .safety;
+        let corp = ["corp".to_string()];
         safety.delete_after = None;
-        assert_eq!(due(&ledger, &safety), None, "deactivated users are kept for ever");
+        assert_eq!(due(&ledger, &safety, &corp), None, "deactivated users are kept for ever");
         safety.delete_after = Some(std::time::Duration::from_secs(7 * 86_400));
-        assert_eq!(due(&ledger, &safety), Some(a + chrono::Duration::days(7)));
+        assert_eq!(due(&ledger, &safety, &corp), Some(a + chrono::Duration::days(7)));
+        let both = ["corp".to_string(), "other".to_string()];
+        assert_eq!(due(&ledger, &safety, &both), Some(z + chrono::Duration::days(7)));
+        assert_eq!(due(&ledger, &safety, &["hr".to_string()]), None, "nobody of hr is deactivated");
         let empty = Ledger::default();
-        assert_eq!(due(&empty, &safety), None);
+        assert_eq!(due(&empty, &safety, &corp), None);
     }
 }

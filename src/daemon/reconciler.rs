@@ -581,7 +581,7 @@ impl Reconciler {
             url: self.cfg.litellm.url.to_string(),
             config: self.fingerprint.clone(),
             views,
-            due: quiet::due(&self.ledger, &self.cfg.safety),
+            due: quiet::due(&self.ledger, &self.cfg.safety, &pass.sources),
             managed_users: self
                 .cfg
                 .sources

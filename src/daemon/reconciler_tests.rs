@@ -179,6 +179,35 @@ async fn an_unchanged_read_after_a_quiet_run_is_not_planned_again() {
     assert_eq!(quiet(&s.store).await.unwrap().run_id, r.run_id);
 }
 
+/// A listing of a shared LiteLLM puts other configurations' managed users into the ledger, some deactivated long
+/// ago. Their grace periods are not this plan's: it never deletes them, and the record holds.
+#[tokio::test]
+async fn another_sources_deactivated_user_does_not_make_every_run_due() {
+    let mut s = setup(Some("this")).await;
+    s.rec.quiet = true;
+    s.rec.cfg.safety.delete_after = Some(std::time::Duration::from_secs(7 * 86_400));
+    let marker = crate::reconcile::UserMarker {
+        source: "elsewhere".into(),
+        external_id: "z".into(),
+        fields: Default::default(),
+        metadata_keys: Default::default(),
+        deactivated_at: Some(chrono::Utc::now() - chrono::Duration::days(400)),
+        blocked_keys: Vec::new(),
+        blocking: false,
+    };
+    let row: crate::litellm::types::UserRow = serde_json::from_value(json!({
+        "user_id": "elsewhere-z",
+        "metadata": {crate::model::MARKER_KEY: marker, crate::reconcile::SCIM_ACTIVE: false},
+    }))
+    .unwrap();
+    let ledger = Ledger { users: [("elsewhere-z".to_string(), row)].into(), teams: Default::default() };
+    s.store.replace_ledger(&ledger).await.unwrap();
+    let r = s.rec.run(daemon_run(vec![nobody("corp", "eng")])).await.unwrap();
+    assert!(!r.unchanged && r.pass.plan.is_empty(), "the other source's user is not planned");
+    assert_eq!(quiet(&s.store).await.expect("a record").due, None);
+    assert!(s.rec.run(daemon_run(vec![nobody("corp", "eng")])).await.unwrap().unchanged);
+}
+
 #[tokio::test]
 async fn whatever_could_change_the_plan_makes_a_full_run() {
     let mut s = setup(Some("this")).await;

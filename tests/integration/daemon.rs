@@ -299,7 +299,13 @@ async fn scheduled_ldap_runs_follow_the_directory() {
     })
     .await;
     assert_eq!(fx.admin.user(&fx.uid("dave")).await, None);
-    // The directory changes; the next scheduled run applies it.
+    // The directory does not change: the scheduled runs after the provisioning find it unchanged and plan nothing.
+    let unchanged = format!("litellm_sync_runs_unchanged_total{{source=\"{}\"}}", fx.source);
+    let quiet = eventually("scheduled runs find the directory unchanged", Duration::from_secs(30), || async {
+        d.sample(&unchanged).await.filter(|n| *n >= 2.0)
+    })
+    .await;
+    // The directory changes; the next scheduled run applies it, however many runs were not planned before.
     slapd
         .modify(
             "dn: uid=bob,ou=people,dc=example,dc=org\nchangetype: modify\nadd: description\ndescription: disabled\n",
@@ -313,6 +319,10 @@ async fn scheduled_ldap_runs_follow_the_directory() {
     // Nothing changes in the directory any more, but time does: bob's grace period ends and he is deleted.
     eventually("bob is deleted when his grace period ends", Duration::from_secs(60), || async {
         fx.admin.user(&fx.uid("bob")).await.is_none().then_some(())
+    })
+    .await;
+    eventually("the runs after that are unchanged again", Duration::from_secs(30), || async {
+        d.sample(&unchanged).await.filter(|n| *n >= quiet + 2.0)
     })
     .await;
     let text = d.metrics().await;
