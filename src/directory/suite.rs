@@ -27,6 +27,56 @@ pub async fn check(store: &dyn Store) -> Result<(), String> {
     snapshots_as_rows(store).await?;
     scim_resources(store).await?;
     quiet_record(store).await?;
+    large_batches(store).await?;
+    Ok(())
+}
+
+/// More rows than one statement carries (the SQLite store writes 500 rows a statement): every id in its place,
+/// and of several writes to one row in one batch the last wins, as if they were applied one by one.
+async fn large_batches(s: &dyn Store) -> Result<(), String> {
+    let n = 1_203;
+    s.replace_ledger(&Ledger::default()).await.map_err(|x| e("replace_ledger", x))?;
+    let ops: Vec<Op> = (0..n).map(|i| team_op(&format!("t{i:04}"))).collect();
+    let ids = s.replace_outbox("run-big", &ops).await.map_err(|x| e("replace_outbox", x))?;
+    let back = s.outbox().await.map_err(|x| e("outbox", x))?;
+    ensure!(back.len() == n && ids.len() == n, "{} entries, {} ids", back.len(), ids.len());
+    for (i, (entry, id)) in back.iter().zip(&ids).enumerate() {
+        ensure!(entry.id == *id && entry.op.target() == format!("team t{i:04}"), "entry {i}: {entry:?} id {id}");
+    }
+    let user_row = |id: &str, budget: f64| -> Result<Box<crate::litellm::types::UserRow>, String> {
+        serde_json::from_value(json!({"user_id": id, "max_budget": budget})).map(Box::new).map_err(|x| x.to_string())
+    };
+    // Each op's result: a team, and a user written twice (the second wins); every third user is then deleted.
+    let updates: Vec<OutboxUpdate> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let u = format!("u{i:04}");
+            let mut writes = vec![
+                LedgerWrite::PutTeam(Box::new(team_row(&format!("t{i:04}")))),
+                LedgerWrite::PutUser(user_row(&u, 1.0)?),
+                LedgerWrite::PutUser(user_row(&u, 2.0)?),
+            ];
+            if i % 3 == 0 {
+                writes.push(LedgerWrite::DeleteUser(u));
+            }
+            Ok(if i == n - 1 {
+                OutboxUpdate::Failed { id: *id, error: "no".into(), permanent: true, writes }
+            } else {
+                OutboxUpdate::Done { id: *id, writes }
+            })
+        })
+        .collect::<Result<_, String>>()?;
+    s.record_results(&updates).await.map_err(|x| e("record_results", x))?;
+    let left = s.outbox().await.map_err(|x| e("outbox", x))?;
+    ensure!(left.len() == 1 && left[0].id == ids[n - 1] && left[0].status == OutboxStatus::Failed, "{left:?}");
+    let l = s.load_ledger().await.map_err(|x| e("load_ledger", x))?;
+    ensure!(l.teams.len() == n, "{} teams", l.teams.len());
+    ensure!(l.users.len() == n - n.div_ceil(3), "{} users", l.users.len());
+    ensure!(l.users.values().all(|u| u.max_budget == Some(2.0)), "the last write wins");
+    ensure!(!l.users.contains_key("u0000") && l.users.contains_key("u0001"), "deleted after its put");
+    s.replace_outbox("run-big-2", &[]).await.map_err(|x| e("replace_outbox", x))?;
+    s.replace_ledger(&Ledger::default()).await.map_err(|x| e("replace_ledger", x))?;
     Ok(())
 }
 

@@ -27,35 +27,45 @@ pub(super) async fn save_snapshot(pool: &SqlitePool, snap: &Snapshot) -> Result<
         old.insert(r.try_get("external_id")?, r.try_get("hash")?);
     }
     let mut buf = Vec::with_capacity(512);
+    let mut changed = Vec::new();
     for u in &snap.users {
         // Hashed from a reused buffer: an unchanged user (most of them, in a scheduled run) costs no JSON string.
         let h = hash_json(&mut buf, b"", u)?;
         if old.remove(&u.external_id).as_deref() == Some(h.as_str()) {
             continue;
         }
-        let body = json(u)?;
-        sqlx::query(
-            "INSERT INTO dir_users (source, external_id, user_name_lc, email_lc, body, hash, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-             ON CONFLICT(source, external_id) DO UPDATE SET user_name_lc = ?3, email_lc = ?4, body = ?5, hash = ?6,
-             updated_at = ?7, rev = rev + 1",
-        )
-        .bind(src)
-        .bind(&u.external_id)
-        .bind(u.user_name.to_lowercase())
-        .bind(u.email.as_deref().map(str::to_lowercase))
-        .bind(&body)
-        .bind(&h)
-        .bind(&ts)
-        .execute(&mut *tx)
-        .await?;
+        changed.push((u, json(u)?, h));
     }
-    for gone in old.keys() {
-        sqlx::query("DELETE FROM dir_users WHERE source = ?1 AND external_id = ?2")
-            .bind(src)
-            .bind(gone)
-            .execute(&mut *tx)
-            .await?;
+    for chunk in changed.chunks(super::ROWS_PER_STATEMENT) {
+        let mut q = sqlx::QueryBuilder::<Sqlite>::new(
+            "INSERT INTO dir_users (source, external_id, user_name_lc, email_lc, body, hash, updated_at) ",
+        );
+        q.push_values(chunk, |mut b, (u, body, h)| {
+            b.push_bind(src)
+                .push_bind(u.external_id.as_str())
+                .push_bind(u.user_name.to_lowercase())
+                .push_bind(u.email.as_deref().map(str::to_lowercase))
+                .push_bind(body.as_str())
+                .push_bind(h.as_str())
+                .push_bind(ts.as_str());
+        });
+        q.push(
+            " ON CONFLICT(source, external_id) DO UPDATE SET user_name_lc = excluded.user_name_lc, email_lc = \
+             excluded.email_lc, body = excluded.body, hash = excluded.hash, updated_at = excluded.updated_at, \
+             rev = rev + 1",
+        );
+        q.build().execute(&mut *tx).await?;
+    }
+    let gone: Vec<&str> = old.keys().map(String::as_str).collect();
+    for chunk in gone.chunks(super::ROWS_PER_STATEMENT) {
+        let mut q = sqlx::QueryBuilder::<Sqlite>::new("DELETE FROM dir_users WHERE source = ");
+        q.push_bind(src).push(" AND external_id IN (");
+        let mut list = q.separated(", ");
+        for id in chunk {
+            list.push_bind(*id);
+        }
+        q.push(")");
+        q.build().execute(&mut *tx).await?;
     }
     // Groups, and their members when the group changed.
     let mut old: HashMap<String, String> = HashMap::new();
@@ -210,14 +220,13 @@ async fn insert_members(
     group: &str,
     members: &[(String, MemberKind)],
 ) -> Result<(), StoreError> {
-    for (id, kind) in members {
-        sqlx::query("INSERT OR IGNORE INTO dir_members (source, group_id, kind, member_id) VALUES (?1, ?2, ?3, ?4)")
-            .bind(src)
-            .bind(group)
-            .bind(kind_text(*kind))
-            .bind(id)
-            .execute(&mut *conn)
-            .await?;
+    for chunk in members.chunks(super::ROWS_PER_STATEMENT) {
+        let mut q =
+            sqlx::QueryBuilder::<Sqlite>::new("INSERT OR IGNORE INTO dir_members (source, group_id, kind, member_id) ");
+        q.push_values(chunk, |mut b, (id, kind)| {
+            b.push_bind(src).push_bind(group).push_bind(kind_text(*kind)).push_bind(id.as_str());
+        });
+        q.build().execute(&mut *conn).await?;
     }
     Ok(())
 }
