@@ -37,9 +37,30 @@ impl Reconciler {
     pub async fn drain(&mut self, run_id: &str) -> Result<(Vec<OpResult>, Counts), DaemonError> {
         let entries = self.store.outbox().await?;
         let failed_before = entries.iter().filter(|e| e.status == OutboxStatus::Failed).count();
-        let pending: Vec<_> = entries.into_iter().filter(|e| e.status == OutboxStatus::Pending).collect();
-        let ops: Vec<Op> = pending.iter().map(|e| e.op.clone()).collect();
-        let ids: HashMap<String, i64> = pending.iter().map(|e| (e.op.id(), e.id)).collect();
+        let (ops, ids): (Vec<Op>, Vec<i64>) =
+            entries.into_iter().filter(|e| e.status == OutboxStatus::Pending).map(|e| (e.op, e.id)).unzip();
+        self.drain_ops(run_id, ops, &ids, failed_before).await
+    }
+
+    /// [`Reconciler::drain`] of the operations a run just wrote to the outbox (`ids`: their entries), which are
+    /// all of it: what the store would give back is in memory already.
+    pub(super) async fn drain_planned(
+        &mut self,
+        run_id: &str,
+        ops: Vec<Op>,
+        ids: &[i64],
+    ) -> Result<(Vec<OpResult>, Counts), DaemonError> {
+        self.drain_ops(run_id, ops, ids, 0).await
+    }
+
+    async fn drain_ops(
+        &mut self,
+        run_id: &str,
+        ops: Vec<Op>,
+        entry_ids: &[i64],
+        failed_before: usize,
+    ) -> Result<(Vec<OpResult>, Counts), DaemonError> {
+        let ids: HashMap<String, i64> = ops.iter().zip(entry_ids).map(|(op, id)| (op.id(), *id)).collect();
         let opts = ApplyOptions {
             concurrency: self.cfg.litellm.concurrency,
             adopt_existing: self.cfg.safety.adopt_existing,
@@ -60,7 +81,7 @@ impl Reconciler {
         let mut counts = Counts::default();
         let mut results = Vec::new();
         let mut errors: Vec<DaemonError> = Vec::new();
-        let total = pending.len();
+        let total = entry_ids.len();
         let progress = self.progress.clone();
         let record_fut = async {
             // Results are recorded in batches (one transaction each): what is in flight when the process dies

@@ -481,8 +481,8 @@ impl Reconciler {
         if !pass.plan.ops.is_empty() {
             self.ensure_anchor().await?;
         }
-        self.store.replace_outbox(&run_id, &pass.plan.ops).await?;
-        let (results, counts) = self.drain(&run_id).await?;
+        let ids = self.store.replace_outbox(&run_id, &pass.plan.ops).await?;
+        let (results, counts) = self.drain_planned(&run_id, pass.plan.ops.clone(), &ids).await?;
         let mut settled = false;
         if let Some(claim) = claim.filter(|_| quiet || (req.refresh && !req.push_change && req.failures.is_empty())) {
             settled = self.settle(&run_id, &claim, digests, &pass, counts, now).await;

@@ -44,7 +44,10 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // A multi-row statement inside a transaction keeps a statement journal (to undo itself alone); in
+            // memory, not in a temporary file written and synced for each statement.
+            .pragma("temp_store", "memory");
         Self::start(opts, 4, &shown).await
     }
 
