@@ -120,36 +120,66 @@ fn redact_url(url: &str) -> String {
     }
 }
 
-async fn put_ledger(tx: &mut Transaction<'_, Postgres>, writes: &[LedgerWrite]) -> Result<(), StoreError> {
-    let ts = now();
+/// Writes the ledger's changes. Within one transaction only the last write of each row counts, so the writes are
+/// collapsed per row and sent as one statement per table and kind (arrays, `UNNEST`): a round trip to the server
+/// per row made recording 10,000 results cost seconds.
+async fn put_ledger(tx: &mut Transaction<'_, Postgres>, writes: &[&LedgerWrite]) -> Result<(), StoreError> {
+    let mut users: HashMap<&str, Option<&UserRow>> = HashMap::new();
+    let mut teams: HashMap<&str, &TeamRow> = HashMap::new();
     for w in writes {
         match w {
             LedgerWrite::PutUser(u) => {
-                sqlx::query(
-                    "INSERT INTO ledger_users (user_id, row, updated_at) VALUES ($1, $2, $3)
-                     ON CONFLICT (user_id) DO UPDATE SET row = $2, updated_at = $3",
-                )
-                .bind(&u.user_id)
-                .bind(json(u)?)
-                .bind(&ts)
-                .execute(&mut **tx)
-                .await?;
+                users.insert(&u.user_id, Some(u));
             }
             LedgerWrite::DeleteUser(id) => {
-                sqlx::query("DELETE FROM ledger_users WHERE user_id = $1").bind(id).execute(&mut **tx).await?;
+                users.insert(id, None);
             }
             LedgerWrite::PutTeam(t) => {
-                sqlx::query(
-                    "INSERT INTO ledger_teams (team_id, row, updated_at) VALUES ($1, $2, $3)
-                     ON CONFLICT (team_id) DO UPDATE SET row = $2, updated_at = $3",
-                )
-                .bind(&t.team_id)
-                .bind(json(t)?)
-                .bind(&ts)
-                .execute(&mut **tx)
-                .await?;
+                teams.insert(&t.team_id, t);
             }
         }
+    }
+    let ts = now();
+    let (mut put_ids, mut put_rows, mut gone) = (Vec::new(), Vec::new(), Vec::new());
+    for (id, row) in users {
+        match row {
+            Some(u) => {
+                put_ids.push(id);
+                put_rows.push(json(u)?);
+            }
+            None => gone.push(id),
+        }
+    }
+    if !put_ids.is_empty() {
+        sqlx::query(
+            "INSERT INTO ledger_users (user_id, row, updated_at) SELECT k, r, $3 FROM UNNEST($1::text[], $2::text[]) AS \
+             t(k, r) ON CONFLICT (user_id) DO UPDATE SET row = EXCLUDED.row, updated_at = EXCLUDED.updated_at",
+        )
+        .bind(&put_ids)
+        .bind(&put_rows)
+        .bind(&ts)
+        .execute(&mut **tx)
+        .await?;
+    }
+    if !gone.is_empty() {
+        sqlx::query("DELETE FROM ledger_users WHERE user_id = ANY($1::text[])").bind(&gone).execute(&mut **tx).await?;
+    }
+    if !teams.is_empty() {
+        let (ids, rows): (Vec<&str>, Vec<String>) = teams
+            .into_iter()
+            .map(|(id, t)| Ok((id, json(t)?)))
+            .collect::<Result<Vec<_>, StoreError>>()?
+            .into_iter()
+            .unzip();
+        sqlx::query(
+            "INSERT INTO ledger_teams (team_id, row, updated_at) SELECT k, r, $3 FROM UNNEST($1::text[], $2::text[]) AS \
+             t(k, r) ON CONFLICT (team_id) DO UPDATE SET row = EXCLUDED.row, updated_at = EXCLUDED.updated_at",
+        )
+        .bind(&ids)
+        .bind(&rows)
+        .bind(&ts)
+        .execute(&mut **tx)
+        .await?;
     }
     Ok(())
 }
@@ -194,12 +224,13 @@ impl Store for PostgresStore {
         self.check_fence(&mut tx).await?;
         sqlx::query("DELETE FROM ledger_users").execute(&mut *tx).await?;
         sqlx::query("DELETE FROM ledger_teams").execute(&mut *tx).await?;
-        let users: Vec<LedgerWrite> =
-            ledger.users.values().map(|u| LedgerWrite::PutUser(Box::new(u.clone()))).collect();
-        let teams: Vec<LedgerWrite> =
-            ledger.teams.values().map(|t| LedgerWrite::PutTeam(Box::new(t.clone()))).collect();
-        put_ledger(&mut tx, &users).await?;
-        put_ledger(&mut tx, &teams).await?;
+        let writes: Vec<LedgerWrite> = ledger
+            .users
+            .values()
+            .map(|u| LedgerWrite::PutUser(Box::new(u.clone())))
+            .chain(ledger.teams.values().map(|t| LedgerWrite::PutTeam(Box::new(t.clone()))))
+            .collect();
+        put_ledger(&mut tx, &writes.iter().collect::<Vec<_>>()).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -216,24 +247,37 @@ impl Store for PostgresStore {
         }
         sqlx::query("DELETE FROM outbox").execute(&mut *tx).await?;
         let ts = now();
-        let mut ids = Vec::with_capacity(ops.len());
+        let (mut seqs, mut texts, mut attempts, mut created) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for (seq, op) in ops.iter().enumerate() {
             let text = StoredOp::encode(op)?;
-            let (created, attempts) = kept.remove(&text).unwrap_or_else(|| (ts.clone(), 0));
-            let id: i64 = sqlx::query(
-                "INSERT INTO outbox (run_id, seq, op, attempts, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6)
-                 RETURNING id",
+            let (c, a) = kept.remove(&text).unwrap_or_else(|| (ts.clone(), 0));
+            seqs.push(seq as i64);
+            texts.push(text);
+            attempts.push(a);
+            created.push(c);
+        }
+        // One statement; RETURNING gives rows in no promised order, so each carries its seq.
+        let mut ids = vec![0i64; ops.len()];
+        if !ops.is_empty() {
+            let rows = sqlx::query(
+                "INSERT INTO outbox (run_id, seq, op, attempts, created_at, updated_at)
+                 SELECT $1, s, o, a, c, $6 FROM UNNEST($2::bigint[], $3::text[], $4::bigint[], $5::text[]) AS t(s, o, a, c)
+                 RETURNING seq, id",
             )
             .bind(run_id)
-            .bind(seq as i64)
-            .bind(&text)
-            .bind(attempts)
+            .bind(&seqs)
+            .bind(&texts)
+            .bind(&attempts)
             .bind(&created)
             .bind(&ts)
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get("id")?;
-            ids.push(id);
+            .fetch_all(&mut *tx)
+            .await?;
+            for r in rows {
+                let seq: i64 = r.try_get("seq")?;
+                let slot = usize::try_from(seq).ok().and_then(|s| ids.get_mut(s));
+                *slot.ok_or_else(|| StoreError::Corrupt(format!("outbox insert returned seq {seq}")))? =
+                    r.try_get("id")?;
+            }
         }
         tx.commit().await?;
         Ok(ids)
@@ -264,14 +308,16 @@ impl Store for PostgresStore {
         let mut tx = self.pool.begin().await?;
         self.check_fence(&mut tx).await?;
         let ts = now();
+        let mut writes: Vec<&LedgerWrite> = Vec::new();
+        let mut done: Vec<i64> = Vec::new();
         for u in updates {
             match u {
-                OutboxUpdate::Done { id, writes } => {
-                    put_ledger(&mut tx, writes).await?;
-                    sqlx::query("DELETE FROM outbox WHERE id = $1").bind(id).execute(&mut *tx).await?;
+                OutboxUpdate::Done { id, writes: w } => {
+                    writes.extend(w);
+                    done.push(*id);
                 }
-                OutboxUpdate::Failed { id, error, permanent, writes } => {
-                    put_ledger(&mut tx, writes).await?;
+                OutboxUpdate::Failed { id, error, permanent, writes: w } => {
+                    writes.extend(w);
                     sqlx::query(
                         "UPDATE outbox SET attempts = attempts + 1, last_error = $2, updated_at = $3,
                          status = CASE WHEN $4 THEN 'failed' ELSE status END WHERE id = $1",
@@ -284,6 +330,10 @@ impl Store for PostgresStore {
                     .await?;
                 }
             }
+        }
+        put_ledger(&mut tx, &writes).await?;
+        if !done.is_empty() {
+            sqlx::query("DELETE FROM outbox WHERE id = ANY($1::bigint[])").bind(&done).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
