@@ -7,6 +7,7 @@
 
 mod rows;
 
+use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -122,10 +123,11 @@ fn redact_url(url: &str) -> String {
 
 /// Writes the ledger's changes. Within one transaction only the last write of each row counts, so the writes are
 /// collapsed per row and sent as one statement per table and kind (arrays, `UNNEST`): a round trip to the server
-/// per row made recording 10,000 results cost seconds.
+/// per row made recording 10,000 results cost seconds. Rows are written in key order (row locks always taken in
+/// the same order).
 async fn put_ledger(tx: &mut Transaction<'_, Postgres>, writes: &[&LedgerWrite]) -> Result<(), StoreError> {
-    let mut users: HashMap<&str, Option<&UserRow>> = HashMap::new();
-    let mut teams: HashMap<&str, &TeamRow> = HashMap::new();
+    let mut users: BTreeMap<&str, Option<&UserRow>> = BTreeMap::new();
+    let mut teams: BTreeMap<&str, &TeamRow> = BTreeMap::new();
     for w in writes {
         match w {
             LedgerWrite::PutUser(u) => {

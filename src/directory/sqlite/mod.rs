@@ -83,7 +83,8 @@ impl SqliteStore {
 
 /// Rows one multi-row statement carries. Every statement is a round trip to SQLite's worker thread (two thread
 /// wake-ups); one statement a row made those hand-overs most of the CPU time of recording 10,000 creates. SQLite
-/// allows 32,766 parameters a statement.
+/// allows 32,766 parameters a statement. These statements are not kept in the connections' statement caches
+/// (`persistent(false)`): their text varies with the row count, and a cached statement of 500 rows is large.
 const ROWS_PER_STATEMENT: usize = 500;
 
 /// Upserts `(key, row)` pairs into a ledger table (`key_column`, `row`, `updated_at`), a statement per
@@ -104,7 +105,7 @@ async fn upsert_rows(
         q.push(format!(
             " ON CONFLICT({key_column}) DO UPDATE SET row = excluded.row, updated_at = excluded.updated_at"
         ));
-        q.build().execute(&mut *conn).await?;
+        q.build().persistent(false).execute(&mut *conn).await?;
     }
     Ok(())
 }
@@ -126,7 +127,7 @@ where
             list.push_bind(*id);
         }
         q.push(")");
-        q.build().execute(&mut *conn).await?;
+        q.build().persistent(false).execute(&mut *conn).await?;
     }
     Ok(())
 }
@@ -294,7 +295,7 @@ impl Store for SqliteStore {
                     .push_bind(ts.as_str());
             });
             q.push(" RETURNING seq, id");
-            for r in q.build().fetch_all(&mut *tx).await? {
+            for r in q.build().persistent(false).fetch_all(&mut *tx).await? {
                 let seq: i64 = r.try_get("seq")?;
                 let slot = usize::try_from(seq).ok().and_then(|s| ids.get_mut(s));
                 *slot.ok_or_else(|| StoreError::Corrupt(format!("outbox insert returned seq {seq}")))? =

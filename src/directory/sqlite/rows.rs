@@ -54,7 +54,7 @@ pub(super) async fn save_snapshot(pool: &SqlitePool, snap: &Snapshot) -> Result<
              excluded.email_lc, body = excluded.body, hash = excluded.hash, updated_at = excluded.updated_at, \
              rev = rev + 1",
         );
-        q.build().execute(&mut *tx).await?;
+        q.build().persistent(false).execute(&mut *tx).await?;
     }
     let gone: Vec<&str> = old.keys().map(String::as_str).collect();
     for chunk in gone.chunks(super::ROWS_PER_STATEMENT) {
@@ -65,7 +65,7 @@ pub(super) async fn save_snapshot(pool: &SqlitePool, snap: &Snapshot) -> Result<
             list.push_bind(*id);
         }
         q.push(")");
-        q.build().execute(&mut *tx).await?;
+        q.build().persistent(false).execute(&mut *tx).await?;
     }
     // Groups, and their members when the group changed.
     let mut old: HashMap<String, String> = HashMap::new();
@@ -226,7 +226,7 @@ async fn insert_members(
         q.push_values(chunk, |mut b, (id, kind)| {
             b.push_bind(src).push_bind(group).push_bind(kind_text(*kind)).push_bind(id.as_str());
         });
-        q.build().execute(&mut *conn).await?;
+        q.build().persistent(false).execute(&mut *conn).await?;
     }
     Ok(())
 }
