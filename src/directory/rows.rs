@@ -1,7 +1,10 @@
 //! What both row stores (SQLite, PostgreSQL) share about the directory's rows: the pure parts — a row's hash,
 //! a group's body, member kinds, the check of a SCIM write's expectation. No SQL here.
 
-use super::{Expect, MemberKind, StoreError};
+use std::collections::BTreeMap;
+
+use super::{Expect, LedgerWrite, MemberKind, StoreError};
+use crate::litellm::types::{TeamRow, UserRow};
 use crate::model::Group;
 
 /// 32 hex digits of SHA-256 of a row's JSON: a row whose hash is unchanged is not written again.
@@ -49,6 +52,56 @@ pub(super) fn group_body(g: &Group) -> Result<String, StoreError> {
         member_groups: Vec::new(),
     };
     super::to_json(&bare)
+}
+
+/// `(key, JSON)` of each row, for the ledger tables.
+pub(super) fn keyed_json<'a, T: serde::Serialize + 'a>(
+    rows: impl IntoIterator<Item = (&'a str, &'a T)>,
+) -> Result<Vec<(&'a str, String)>, StoreError> {
+    rows.into_iter().map(|(k, v)| Ok((k, super::to_json(v)?))).collect()
+}
+
+/// What a batch of ledger writes leaves, per table, in key order. Within one transaction only the last write of
+/// each row counts, so a row written several times is written once.
+pub(super) struct LedgerRows<'a> {
+    /// `(user_id, JSON)` to upsert.
+    pub users: Vec<(&'a str, String)>,
+    /// `user_id`s to delete.
+    pub gone: Vec<&'a str>,
+    /// `(team_id, JSON)` to upsert.
+    pub teams: Vec<(&'a str, String)>,
+}
+
+pub(super) fn ledger_rows<'a>(writes: &[&'a LedgerWrite]) -> Result<LedgerRows<'a>, StoreError> {
+    let mut users: BTreeMap<&str, Option<&UserRow>> = BTreeMap::new();
+    let mut teams: BTreeMap<&str, &TeamRow> = BTreeMap::new();
+    for w in writes {
+        match w {
+            LedgerWrite::PutUser(u) => {
+                users.insert(&u.user_id, Some(u));
+            }
+            LedgerWrite::DeleteUser(id) => {
+                users.insert(id, None);
+            }
+            LedgerWrite::PutTeam(t) => {
+                teams.insert(&t.team_id, t);
+            }
+        }
+    }
+    let gone = users.iter().filter(|(_, u)| u.is_none()).map(|(id, _)| *id).collect();
+    Ok(LedgerRows {
+        users: keyed_json(users.into_iter().filter_map(|(id, u)| Some((id, u?))))?,
+        gone,
+        teams: keyed_json(teams)?,
+    })
+}
+
+/// Puts the id that an outbox insert's `RETURNING seq, id` gave into its operation's place (RETURNING promises
+/// no order).
+pub(super) fn place_id(ids: &mut [i64], seq: i64, id: i64) -> Result<(), StoreError> {
+    let slot = usize::try_from(seq).ok().and_then(|s| ids.get_mut(s));
+    *slot.ok_or_else(|| StoreError::Corrupt(format!("outbox insert returned seq {seq}")))? = id;
+    Ok(())
 }
 
 /// The member kind stored as text.

@@ -7,7 +7,6 @@
 
 mod rows;
 
-use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -19,6 +18,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Row, Transaction};
 
 use super::*;
+use crate::directory::rows::{keyed_json, ledger_rows, place_id};
 use crate::litellm::types::{TeamRow, UserRow};
 
 /// The channel SCIM writes notify the leader on.
@@ -121,69 +121,44 @@ fn redact_url(url: &str) -> String {
     }
 }
 
-/// Writes the ledger's changes. Within one transaction only the last write of each row counts, so the writes are
-/// collapsed per row and sent as one statement per table and kind (arrays, `UNNEST`): a round trip to the server
-/// per row made recording 10,000 results cost seconds. Rows are written in key order (row locks always taken in
-/// the same order).
-async fn put_ledger(tx: &mut Transaction<'_, Postgres>, writes: &[&LedgerWrite]) -> Result<(), StoreError> {
-    let mut users: BTreeMap<&str, Option<&UserRow>> = BTreeMap::new();
-    let mut teams: BTreeMap<&str, &TeamRow> = BTreeMap::new();
-    for w in writes {
-        match w {
-            LedgerWrite::PutUser(u) => {
-                users.insert(&u.user_id, Some(u));
-            }
-            LedgerWrite::DeleteUser(id) => {
-                users.insert(id, None);
-            }
-            LedgerWrite::PutTeam(t) => {
-                teams.insert(&t.team_id, t);
-            }
-        }
+/// Upserts `(key, row)` pairs into a ledger table (`key_column`, `row`, `updated_at`) in one statement (arrays
+/// through `UNNEST`): a round trip to the server per row made recording 10,000 results cost seconds.
+async fn upsert_rows(
+    tx: &mut Transaction<'_, Postgres>,
+    table: &str,
+    key_column: &str,
+    rows: &[(&str, String)],
+    ts: &str,
+) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
     }
-    let ts = now();
-    let (mut put_ids, mut put_rows, mut gone) = (Vec::new(), Vec::new(), Vec::new());
-    for (id, row) in users {
-        match row {
-            Some(u) => {
-                put_ids.push(id);
-                put_rows.push(json(u)?);
-            }
-            None => gone.push(id),
-        }
-    }
-    if !put_ids.is_empty() {
-        sqlx::query(
-            "INSERT INTO ledger_users (user_id, row, updated_at) SELECT k, r, $3 FROM UNNEST($1::text[], $2::text[]) AS \
-             t(k, r) ON CONFLICT (user_id) DO UPDATE SET row = EXCLUDED.row, updated_at = EXCLUDED.updated_at",
-        )
-        .bind(&put_ids)
-        .bind(&put_rows)
-        .bind(&ts)
-        .execute(&mut **tx)
-        .await?;
-    }
-    if !gone.is_empty() {
-        sqlx::query("DELETE FROM ledger_users WHERE user_id = ANY($1::text[])").bind(&gone).execute(&mut **tx).await?;
-    }
-    if !teams.is_empty() {
-        let (ids, rows): (Vec<&str>, Vec<String>) = teams
-            .into_iter()
-            .map(|(id, t)| Ok((id, json(t)?)))
-            .collect::<Result<Vec<_>, StoreError>>()?
-            .into_iter()
-            .unzip();
-        sqlx::query(
-            "INSERT INTO ledger_teams (team_id, row, updated_at) SELECT k, r, $3 FROM UNNEST($1::text[], $2::text[]) AS \
-             t(k, r) ON CONFLICT (team_id) DO UPDATE SET row = EXCLUDED.row, updated_at = EXCLUDED.updated_at",
-        )
-        .bind(&ids)
-        .bind(&rows)
-        .bind(&ts)
-        .execute(&mut **tx)
-        .await?;
-    }
+    let (keys, bodies): (Vec<&str>, Vec<&str>) = rows.iter().map(|(k, r)| (*k, r.as_str())).unzip();
+    sqlx::query(&format!(
+        "INSERT INTO {table} ({key_column}, row, updated_at) SELECT k, r, $3 FROM UNNEST($1::text[], $2::text[]) AS \
+         t(k, r) ON CONFLICT ({key_column}) DO UPDATE SET row = EXCLUDED.row, updated_at = EXCLUDED.updated_at"
+    ))
+    .bind(&keys)
+    .bind(&bodies)
+    .bind(ts)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
+}
+
+/// Writes the ledger's changes, each row once and in key order ([`ledger_rows`]: row locks are always taken in the
+/// same order).
+async fn put_ledger(tx: &mut Transaction<'_, Postgres>, writes: &[&LedgerWrite]) -> Result<(), StoreError> {
+    let r = ledger_rows(writes)?;
+    let ts = now();
+    upsert_rows(tx, "ledger_users", "user_id", &r.users, &ts).await?;
+    if !r.gone.is_empty() {
+        sqlx::query("DELETE FROM ledger_users WHERE user_id = ANY($1::text[])")
+            .bind(&r.gone)
+            .execute(&mut **tx)
+            .await?;
+    }
+    upsert_rows(tx, "ledger_teams", "team_id", &r.teams, &ts).await
 }
 
 fn parse_time(s: &str) -> Result<DateTime<Utc>, StoreError> {
@@ -226,13 +201,11 @@ impl Store for PostgresStore {
         self.check_fence(&mut tx).await?;
         sqlx::query("DELETE FROM ledger_users").execute(&mut *tx).await?;
         sqlx::query("DELETE FROM ledger_teams").execute(&mut *tx).await?;
-        let writes: Vec<LedgerWrite> = ledger
-            .users
-            .values()
-            .map(|u| LedgerWrite::PutUser(Box::new(u.clone())))
-            .chain(ledger.teams.values().map(|t| LedgerWrite::PutTeam(Box::new(t.clone()))))
-            .collect();
-        put_ledger(&mut tx, &writes.iter().collect::<Vec<_>>()).await?;
+        let ts = now();
+        let users = keyed_json(ledger.users.values().map(|u| (u.user_id.as_str(), u)))?;
+        upsert_rows(&mut tx, "ledger_users", "user_id", &users, &ts).await?;
+        let teams = keyed_json(ledger.teams.values().map(|t| (t.team_id.as_str(), t)))?;
+        upsert_rows(&mut tx, "ledger_teams", "team_id", &teams, &ts).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -258,7 +231,7 @@ impl Store for PostgresStore {
             attempts.push(a);
             created.push(c);
         }
-        // One statement; RETURNING gives rows in no promised order, so each carries its seq.
+        // One statement.
         let mut ids = vec![0i64; ops.len()];
         if !ops.is_empty() {
             let rows = sqlx::query(
@@ -275,10 +248,7 @@ impl Store for PostgresStore {
             .fetch_all(&mut *tx)
             .await?;
             for r in rows {
-                let seq: i64 = r.try_get("seq")?;
-                let slot = usize::try_from(seq).ok().and_then(|s| ids.get_mut(s));
-                *slot.ok_or_else(|| StoreError::Corrupt(format!("outbox insert returned seq {seq}")))? =
-                    r.try_get("id")?;
+                place_id(&mut ids, r.try_get("seq")?, r.try_get("id")?)?;
             }
         }
         tx.commit().await?;

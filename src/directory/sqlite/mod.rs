@@ -13,6 +13,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 
 use super::*;
+use crate::directory::rows::{keyed_json, ledger_rows, place_id};
 use crate::litellm::types::{TeamRow, UserRow};
 
 pub struct SqliteStore {
@@ -132,37 +133,13 @@ where
     Ok(())
 }
 
-/// Writes the ledger's changes. Within one transaction only the last write of each row counts, so the writes are
-/// collapsed per row and sent as a few multi-row statements.
+/// Writes the ledger's changes, each row once ([`ledger_rows`]), in a few multi-row statements.
 async fn put_ledger(conn: &mut sqlx::SqliteConnection, writes: &[&LedgerWrite]) -> Result<(), StoreError> {
-    let mut users: HashMap<&str, Option<&UserRow>> = HashMap::new();
-    let mut teams: HashMap<&str, &TeamRow> = HashMap::new();
-    for w in writes {
-        match w {
-            LedgerWrite::PutUser(u) => {
-                users.insert(&u.user_id, Some(u));
-            }
-            LedgerWrite::DeleteUser(id) => {
-                users.insert(id, None);
-            }
-            LedgerWrite::PutTeam(t) => {
-                teams.insert(&t.team_id, t);
-            }
-        }
-    }
+    let r = ledger_rows(writes)?;
     let ts = now();
-    let mut puts = Vec::with_capacity(users.len());
-    let mut gone = Vec::new();
-    for (id, row) in users {
-        match row {
-            Some(u) => puts.push((id, json(u)?)),
-            None => gone.push(id),
-        }
-    }
-    upsert_rows(conn, "ledger_users", "user_id", &puts, &ts).await?;
-    delete_where_in(conn, "ledger_users", "user_id", &gone).await?;
-    let teams = teams.into_iter().map(|(id, t)| Ok((id, json(t)?))).collect::<Result<Vec<_>, StoreError>>()?;
-    upsert_rows(conn, "ledger_teams", "team_id", &teams, &ts).await
+    upsert_rows(conn, "ledger_users", "user_id", &r.users, &ts).await?;
+    delete_where_in(conn, "ledger_users", "user_id", &r.gone).await?;
+    upsert_rows(conn, "ledger_teams", "team_id", &r.teams, &ts).await
 }
 
 #[async_trait::async_trait]
@@ -243,17 +220,9 @@ impl Store for SqliteStore {
         sqlx::query("DELETE FROM ledger_users").execute(&mut *tx).await?;
         sqlx::query("DELETE FROM ledger_teams").execute(&mut *tx).await?;
         let ts = now();
-        let users = ledger
-            .users
-            .values()
-            .map(|u| Ok((u.user_id.as_str(), json(u)?)))
-            .collect::<Result<Vec<_>, StoreError>>()?;
+        let users = keyed_json(ledger.users.values().map(|u| (u.user_id.as_str(), u)))?;
         upsert_rows(&mut tx, "ledger_users", "user_id", &users, &ts).await?;
-        let teams = ledger
-            .teams
-            .values()
-            .map(|t| Ok((t.team_id.as_str(), json(t)?)))
-            .collect::<Result<Vec<_>, StoreError>>()?;
+        let teams = keyed_json(ledger.teams.values().map(|t| (t.team_id.as_str(), t)))?;
         upsert_rows(&mut tx, "ledger_teams", "team_id", &teams, &ts).await?;
         tx.commit().await?;
         Ok(())
@@ -278,7 +247,6 @@ impl Store for SqliteStore {
             let (created, attempts) = kept.remove(&text).unwrap_or_else(|| (ts.clone(), 0));
             rows.push((text, created, attempts));
         }
-        // The ids by position: RETURNING gives rows in no promised order, so each carries its seq.
         let mut ids = vec![0i64; ops.len()];
         for (n, chunk) in rows.chunks(ROWS_PER_STATEMENT).enumerate() {
             let first = n * ROWS_PER_STATEMENT;
@@ -296,10 +264,7 @@ impl Store for SqliteStore {
             });
             q.push(" RETURNING seq, id");
             for r in q.build().persistent(false).fetch_all(&mut *tx).await? {
-                let seq: i64 = r.try_get("seq")?;
-                let slot = usize::try_from(seq).ok().and_then(|s| ids.get_mut(s));
-                *slot.ok_or_else(|| StoreError::Corrupt(format!("outbox insert returned seq {seq}")))? =
-                    r.try_get("id")?;
+                place_id(&mut ids, r.try_get("seq")?, r.try_get("id")?)?;
             }
         }
         tx.commit().await?;
