@@ -110,6 +110,19 @@ fn reset_hwm() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
+/// CPU time (user + system) used so far by this process (`self`) or by its waited-for children: less noisy than
+/// wall time on a shared machine, and the client's own cost, whatever slapd's share of the cores.
+fn cpu_time(children: bool) -> Duration {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    let who = if children { libc::RUSAGE_CHILDREN } else { libc::RUSAGE_SELF };
+    if unsafe { libc::getrusage(who, &mut u) } != 0 {
+        return Duration::ZERO;
+    }
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
 fn mib(b: usize) -> String {
     format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0))
 }
@@ -266,6 +279,10 @@ struct Row {
     sync: Vec<Duration>,
     bare: Vec<Duration>,
     ls: Vec<Duration>,
+    /// CPU time of each side's client (this process, or the ldapsearch children).
+    sync_cpu: Vec<Duration>,
+    bare_cpu: Vec<Duration>,
+    ls_cpu: Vec<Duration>,
     snapshot_heap: Heap,
     bare_heap_peak: usize,
     hwm: usize,
@@ -352,6 +369,9 @@ fn main() {
             sync: vec![],
             bare: vec![],
             ls: vec![],
+            sync_cpu: vec![],
+            bare_cpu: vec![],
+            ls_cpu: vec![],
             snapshot_heap: Heap { peak: 0, held: 0 },
             bare_heap_peak: 0,
             hwm: 0,
@@ -362,9 +382,11 @@ fn main() {
         for r in 0..runs {
             // litellm-sync: the snapshot is measured while still alive (held), then dropped outside the timing.
             let base = heap_start();
+            let c = cpu_time(false);
             let t = Instant::now();
             let snap = rt.block_on(src.snapshot_with_stats()).unwrap_or_else(|e| panic!("snapshot failed: {e}"));
             let took = t.elapsed();
+            row.sync_cpu.push(cpu_time(false).saturating_sub(c));
             let h = heap_since(base);
             assert_eq!(snap.0.users.len(), want_users);
             (row.users_len, row.users_cap) = (snap.0.users.len(), snap.0.users.capacity());
@@ -375,22 +397,30 @@ fn main() {
             }
 
             let base = heap_start();
+            let c0 = cpu_time(false);
             let t = Instant::now();
             let c = rt.block_on(ldap3_bare(&slapd.url()));
             row.bare.push(t.elapsed());
+            row.bare_cpu.push(cpu_time(false).saturating_sub(c0));
             row.bare_heap_peak = row.bare_heap_peak.max(heap_since(base).peak);
             assert_eq!(c.users, want_users);
 
+            let c0 = cpu_time(true);
             let [(u, _), (g, _)] = ldapsearch(slapd.port, false);
             row.ls.push(u + g);
+            row.ls_cpu.push(cpu_time(true).saturating_sub(c0));
             eprintln!(
-                "N={n} run {}/{runs}: litellm-sync {}, bare ldap3 {}, ldapsearch {} (users {} + groups {})",
+                "N={n} run {}/{runs}: litellm-sync {} (CPU {}), bare ldap3 {} (CPU {}), ldapsearch {} (users {} + groups \
+                 {}, CPU {})",
                 r + 1,
                 secs(took),
+                secs(*row.sync_cpu.last().unwrap()),
                 secs(*row.bare.last().unwrap()),
+                secs(*row.bare_cpu.last().unwrap()),
                 secs(u + g),
                 secs(u),
-                secs(g)
+                secs(g),
+                secs(*row.ls_cpu.last().unwrap()),
             );
         }
         row.hwm = if hwm_resets { proc_status_bytes("VmHWM") } else { 0 };
@@ -436,6 +466,25 @@ fn main() {
             sm.as_secs_f64() / lm.as_secs_f64(),
             users / sm.as_secs_f64(),
             users / lm.as_secs_f64(),
+        );
+    }
+    println!();
+    println!("CPU time of each client (user + system, median): slapd's share of the cores does not count in it.");
+    println!(
+        "| {:>7} | {:>12} | {:>12} | {:>12} | {:>13} | {:>10} |",
+        "N", "litellm-sync", "bare ldap3", "ldapsearch", "sync - ldap3", "sync/lds"
+    );
+    println!("|{:-<9}|{:-<14}|{:-<14}|{:-<14}|{:-<15}|{:-<12}|", "", "", "", "", "", "");
+    for r in &rows {
+        let (s, b, l) = (median(&r.sync_cpu), median(&r.bare_cpu), median(&r.ls_cpu));
+        println!(
+            "| {:>7} | {:>12} | {:>12} | {:>12} | {:>13} | {:>9.2}x |",
+            r.n,
+            secs(s),
+            secs(b),
+            secs(l),
+            format!("{:+.3} s", s.as_secs_f64() - b.as_secs_f64()),
+            s.as_secs_f64() / l.as_secs_f64().max(1e-9),
         );
     }
     println!();

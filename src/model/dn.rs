@@ -23,9 +23,10 @@ fn fast_normalize_dn(dn: &str) -> Option<String> {
         if i > 0 {
             out.push(',');
         }
-        out.push_str(&ty.trim_matches(' ').to_ascii_lowercase());
+        // ASCII only here: each byte is a char, lower-cased as it is copied.
+        out.extend(ty.trim_matches(' ').bytes().map(|b| char::from(b.to_ascii_lowercase())));
         out.push('=');
-        out.push_str(&val.trim_matches(' ').to_ascii_lowercase());
+        out.extend(val.trim_matches(' ').bytes().map(|b| char::from(b.to_ascii_lowercase())));
     }
     Some(out)
 }

@@ -5,7 +5,10 @@
 //! but not understood has not left, and a group whose members cannot be read is not empty.
 
 use std::borrow::Cow;
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap};
+
+use ldap3::asn1::StructureTag;
 
 pub use crate::config::ldap::{AttrMap, MemberAttr, MemberKind, OVERRIDE_FIELDS};
 use crate::config::validate_budget_duration;
@@ -20,16 +23,34 @@ pub struct RawEntry {
 }
 
 impl RawEntry {
-    /// Builds an entry from ldap3's split text/binary maps (values that are not UTF-8 arrive as binary).
-    pub fn from_maps(dn: String, text: HashMap<String, Vec<String>>, bin: HashMap<String, Vec<Vec<u8>>>) -> RawEntry {
-        let mut attrs: HashMap<String, Vec<Vec<u8>>> = HashMap::new();
-        for (k, vs) in text {
-            attrs.entry(k.to_ascii_lowercase()).or_default().extend(vs.into_iter().map(String::into_bytes));
+    /// Builds an entry straight from a search result entry as the server encoded it (RFC 4511 §4.5.2:
+    /// `[APPLICATION 4] SEQUENCE { objectName, attributes SEQUENCE OF SEQUENCE { type, vals SET OF value } }`).
+    /// The values are moved, not copied or checked: whether one must be text is the converter's question, for the
+    /// attributes it reads. Attribute names are lower-cased in place, and a name sent twice keeps every value in
+    /// the order sent. `None` is an entry of any other shape, or whose DN or an attribute name is not UTF-8:
+    /// malformed, so nobody can say whose it is.
+    pub fn from_ber(entry: StructureTag) -> Option<RawEntry> {
+        let mut parts = entry.match_id(4)?.expect_constructed()?.into_iter();
+        let dn = String::from_utf8(parts.next()?.expect_primitive()?).ok()?;
+        let list = parts.next()?.expect_constructed()?;
+        let mut attrs: HashMap<String, Vec<Vec<u8>>> = HashMap::with_capacity(list.len());
+        for attr in list {
+            let mut attr = attr.expect_constructed()?.into_iter();
+            let mut name = String::from_utf8(attr.next()?.expect_primitive()?).ok()?;
+            name.make_ascii_lowercase();
+            let vals = attr.next()?.expect_constructed()?;
+            let mut values = Vec::with_capacity(vals.len());
+            for v in vals {
+                values.push(v.expect_primitive()?);
+            }
+            match attrs.entry(name) {
+                Entry::Occupied(mut o) => o.get_mut().extend(values),
+                Entry::Vacant(v) => {
+                    v.insert(values);
+                }
+            }
         }
-        for (k, vs) in bin {
-            attrs.entry(k.to_ascii_lowercase()).or_default().extend(vs);
-        }
-        RawEntry { dn, attrs }
+        Some(RawEntry { dn, attrs })
     }
 
     pub fn values(&self, attr: &str) -> &[Vec<u8>] {
@@ -47,18 +68,18 @@ impl RawEntry {
     }
 
     /// The first value as UTF-8 text; `Err` when present but not UTF-8.
-    fn text(&self, attr: &str) -> Result<Option<String>, String> {
+    fn text(&self, attr: &str) -> Result<Option<&str>, String> {
         match self.first(attr) {
             None => Ok(None),
-            Some(b) => String::from_utf8(b.to_vec())
-                .map(|s| Some(s.trim().to_string()).filter(|s| !s.is_empty()))
+            Some(b) => std::str::from_utf8(b)
+                .map(|s| Some(s.trim()).filter(|s| !s.is_empty()))
                 .map_err(|_| format!("attribute {attr} is not valid UTF-8")),
         }
     }
 
     /// Every value as text, lossily (for DN lists, which are UTF-8 by definition).
-    fn texts(&self, attr: &str) -> Vec<String> {
-        self.values(attr).iter().map(|b| String::from_utf8_lossy(b).into_owned()).collect()
+    fn texts(&self, attr: &str) -> impl Iterator<Item = Cow<'_, str>> {
+        self.values(attr).iter().map(|b| String::from_utf8_lossy(b))
     }
 }
 
@@ -118,9 +139,9 @@ fn shown(v: &str) -> String {
 pub fn user_from_entry(e: &RawEntry, map: &AttrMap) -> Result<UserRecord, Unreadable> {
     let external_id = entry_id(e, map, EntryKind::User)?;
     let user_name = match e.text(&map.user_name) {
-        Ok(Some(n)) if !n.contains(char::is_control) => n,
+        Ok(Some(n)) if !n.contains(char::is_control) => n.to_string(),
         Ok(Some(n)) => {
-            let why = format!("{} {} contains a control character", map.user_name, shown(&n));
+            let why = format!("{} {} contains a control character", map.user_name, shown(n));
             return Err(unreadable(e, EntryKind::User, Some(external_id), why));
         }
         Ok(None) => {
@@ -129,7 +150,7 @@ pub fn user_from_entry(e: &RawEntry, map: &AttrMap) -> Result<UserRecord, Unread
         }
         Err(m) => return Err(unreadable(e, EntryKind::User, Some(external_id), m)),
     };
-    let email = e.text(&map.email).unwrap_or(None).filter(|m| m.contains('@'));
+    let email = e.text(&map.email).unwrap_or(None).filter(|m| m.contains('@')).map(str::to_string);
     let display_name =
         e.first(&map.display_name).map(|b| String::from_utf8_lossy(b).trim().to_string()).filter(|s| !s.is_empty());
     let mut active = true;
@@ -141,7 +162,7 @@ pub fn user_from_entry(e: &RawEntry, map: &AttrMap) -> Result<UserRecord, Unread
                     active = v & 0x2 == 0;
                     None
                 }
-                Err(_) => Some(format!("userAccountControl {} is not a number", shown(&uac))),
+                Err(_) => Some(format!("userAccountControl {} is not a number", shown(uac))),
             },
             Ok(None) => Some("no userAccountControl value (missing, or hidden from the bind DN)".to_string()),
             Err(m) => Some(m),
@@ -153,7 +174,7 @@ pub fn user_from_entry(e: &RawEntry, map: &AttrMap) -> Result<UserRecord, Unread
     let mut warnings = Vec::new();
     let overrides = overrides_from_entry(e, map, &mut warnings);
     let member_of =
-        map.member_of.as_deref().map(|a| e.texts(a).iter().map(|d| normalize_dn(d)).collect()).unwrap_or_default();
+        map.member_of.as_deref().map(|a| e.texts(a).map(|d| normalize_dn(&d)).collect()).unwrap_or_default();
     Ok(UserRecord {
         identity: Identity { external_id, user_name, email, display_name, active, groups: Vec::new(), overrides },
         dn_norm: normalize_dn(&e.dn),
@@ -165,8 +186,7 @@ pub fn user_from_entry(e: &RawEntry, map: &AttrMap) -> Result<UserRecord, Unread
 fn overrides_from_entry(e: &RawEntry, map: &AttrMap, warnings: &mut Vec<String>) -> Grants {
     let mut g = Grants::default();
     for (field, attr) in &map.overrides {
-        let vals: Vec<String> =
-            e.texts(attr).into_iter().map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect();
+        let vals: Vec<String> = e.texts(attr).map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect();
         let Some(first) = vals.first() else { continue };
         let bad = |w: &mut Vec<String>, why: &str| {
             w.push(format!("{}: override {field} from {attr} = {first:?} ignored: {why}", e.dn))
@@ -219,7 +239,7 @@ pub struct GroupRecord {
 pub fn group_from_entry(e: &RawEntry, map: &AttrMap) -> Result<GroupRecord, Unreadable> {
     let external_id = entry_id(e, map, EntryKind::Group)?;
     let name = match e.text(&map.group_name) {
-        Ok(n) => n.unwrap_or_else(|| e.dn.clone()),
+        Ok(n) => n.map_or_else(|| e.dn.clone(), str::to_string),
         Err(m) => return Err(unreadable(e, EntryKind::Group, Some(external_id), m)),
     };
     let mut member_dns = Vec::new();

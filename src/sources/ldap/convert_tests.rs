@@ -3,10 +3,96 @@ use std::collections::BTreeMap;
 
 use super::*;
 
+use ldap3::asn1::{TagClass, PL};
+
+fn octets(b: &[u8]) -> StructureTag {
+    StructureTag { class: TagClass::Universal, id: 4, payload: PL::P(b.to_vec()) }
+}
+
+fn seq(id: u64, items: Vec<StructureTag>) -> StructureTag {
+    StructureTag { class: TagClass::Universal, id, payload: PL::C(items) }
+}
+
+/// A search result entry as a server encodes it (RFC 4511 §4.5.2), before [`RawEntry::from_ber`].
+fn ber(dn: &[u8], attrs: &[(&[u8], &[&[u8]])]) -> StructureTag {
+    let list = attrs.iter().map(|(k, vs)| seq(16, vec![octets(k), seq(17, vs.iter().map(|v| octets(v)).collect())]));
+    StructureTag { class: TagClass::Application, id: 4, payload: PL::C(vec![octets(dn), seq(16, list.collect())]) }
+}
+
+/// A fixture entry, read the way a real one is: through its BER form.
 fn entry(dn: &str, attrs: &[(&str, &[&[u8]])]) -> RawEntry {
-    RawEntry {
-        dn: dn.into(),
-        attrs: attrs.iter().map(|(k, vs)| (k.to_ascii_lowercase(), vs.iter().map(|v| v.to_vec()).collect())).collect(),
+    let attrs: Vec<(&[u8], &[&[u8]])> = attrs.iter().map(|(k, vs)| (k.as_bytes(), *vs)).collect();
+    RawEntry::from_ber(ber(dn.as_bytes(), &attrs)).expect("a well-formed fixture entry")
+}
+
+#[test]
+fn entries_are_read_from_ber_with_values_as_sent() {
+    let guid: &[u8] = &[0xff, 0x00, 0x80, 0x01];
+    let e = RawEntry::from_ber(ber(
+        b"uid=Ann,ou=People,dc=x",
+        &[(b"UID", &[b"ann"]), (b"objectGUID", &[guid]), (b"cn", &[b"b", b"a"]), (b"CN", &[b"c"])],
+    ))
+    .expect("well formed");
+    assert_eq!(e.dn, "uid=Ann,ou=People,dc=x", "the DN as sent (normalized later)");
+    assert_eq!(e.values("uid"), [b"ann".to_vec()], "names lower-cased");
+    assert_eq!(e.values("objectGUID"), [guid.to_vec()], "binary values byte for byte");
+    assert_eq!(e.values("cn"), [b"b".to_vec(), b"a".to_vec(), b"c".to_vec()], "a name sent twice keeps every value");
+    assert_eq!(e.attrs.len(), 3);
+    let empty = RawEntry::from_ber(ber(b"", &[(b"member", &[])])).expect("an empty DN and an empty value set");
+    assert!(empty.values("member").is_empty());
+}
+
+#[test]
+fn malformed_ber_entries_are_none_not_a_panic() {
+    let good = || ber(b"uid=a,dc=x", &[(b"uid", &[b"a"])]);
+    let with = |f: &dyn Fn(&mut Vec<StructureTag>)| {
+        let mut e = good();
+        if let PL::C(parts) = &mut e.payload {
+            f(parts);
+        }
+        e
+    };
+    let attr_of = |parts: &mut Vec<StructureTag>| -> Vec<StructureTag> {
+        match &mut parts[1].payload {
+            PL::C(list) => match &mut list[0].payload {
+                PL::C(a) => std::mem::take(a),
+                PL::P(_) => unreachable!(),
+            },
+            PL::P(_) => unreachable!(),
+        }
+    };
+    let set_attr = |parts: &mut Vec<StructureTag>, a: Vec<StructureTag>| {
+        if let PL::C(list) = &mut parts[1].payload {
+            list[0].payload = PL::C(a);
+        }
+    };
+    // The entry's one attribute (`SEQUENCE { type, vals }`), changed by `f`.
+    let with_attr = |f: &dyn Fn(&mut Vec<StructureTag>)| {
+        with(&|p| {
+            let mut a = attr_of(p);
+            f(&mut a);
+            set_attr(p, a)
+        })
+    };
+    let cases: Vec<(&str, StructureTag)> = vec![
+        ("another operation", StructureTag { id: 5, ..good() }),
+        ("a primitive entry", StructureTag { payload: PL::P(b"uid=a".to_vec()), ..good() }),
+        ("no parts", with(&|p| p.clear())),
+        ("no attribute list", with(&|p| p.truncate(1))),
+        ("a constructed DN", with(&|p| p[0] = seq(16, vec![]))),
+        ("a DN with bytes that are not UTF-8", with(&|p| p[0] = octets(b"uid=\xff\xfe"))),
+        ("a primitive attribute list", with(&|p| p[1] = octets(b"uid"))),
+        ("a primitive attribute", with(&|p| p[1] = seq(16, vec![octets(b"uid")]))),
+        ("an attribute without a name", with(&|p| set_attr(p, vec![]))),
+        ("an attribute without values", with_attr(&|a| a.truncate(1))),
+        ("a constructed name", with_attr(&|a| a[0] = seq(16, vec![]))),
+        ("a name that is not UTF-8", with_attr(&|a| a[0] = octets(&[0xc3]))),
+        ("a primitive value set", with_attr(&|a| a[1] = octets(b"a"))),
+        ("a constructed value", with_attr(&|a| a[1] = seq(17, vec![seq(16, vec![])]))),
+    ];
+    assert!(RawEntry::from_ber(with(&|_| ())).is_some(), "each case differs from a well-formed entry by its change");
+    for (what, e) in cases {
+        assert_eq!(RawEntry::from_ber(e), None, "{what}");
     }
 }
 
@@ -326,8 +412,8 @@ fn hostile_entries_never_panic() {
         |len: usize| -> Vec<u8> { (0..len).map(|_| alphabet[(next() % alphabet.len() as u64) as usize]).collect() };
     let maps = [openldap(), ad()];
     for round in 0..2_000 {
-        let dn = String::from_utf8_lossy(&junk(round % 40)).into_owned();
-        let mut e = RawEntry { dn: dn.clone(), attrs: HashMap::new() };
+        let raw_dn = junk(round % 40);
+        let mut values: Vec<(&str, Vec<Vec<u8>>)> = Vec::new();
         for name in [
             "entryuuid",
             "objectguid",
@@ -346,9 +432,17 @@ fn hostile_entries_never_panic() {
         ] {
             if round % 3 == 0 || name.len() % 2 == round % 2 {
                 let n = round % 5;
-                e.attrs.insert(name.into(), (0..n).map(|i| junk(i * 7 % 33)).collect());
+                values.push((name, (0..n).map(|i| junk(i * 7 % 33)).collect()));
             }
         }
+        let refs: Vec<Vec<&[u8]>> = values.iter().map(|(_, vs)| vs.iter().map(Vec::as_slice).collect()).collect();
+        let attrs: Vec<(&[u8], &[&[u8]])> =
+            values.iter().zip(&refs).map(|((k, _), vs)| (k.as_bytes(), vs.as_slice())).collect();
+        let Some(e) = RawEntry::from_ber(ber(&raw_dn, &attrs)) else {
+            assert!(std::str::from_utf8(&raw_dn).is_err(), "only a DN that is not UTF-8 makes this entry malformed");
+            continue;
+        };
+        let dn = e.dn.clone();
         let _ = normalize_dn(&dn);
         let _ = strip_optional_uid(&dn);
         for m in &maps {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ldap3::adapters::{Adapter, PagedResults};
-use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, ResultEntry, Scope, SearchEntry};
+use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, Scope};
 use secrecy::ExposeSecret;
 
 use self::convert::{group_from_entry, resolve, user_from_entry, GroupRecord, RawEntry, UserRecord};
@@ -81,7 +81,7 @@ impl LdapSource {
                 self.cfg.user_base, res.1.rc, res.1.text
             )));
         }
-        let first = res.0.into_iter().find(|e| !e.is_ref()).and_then(construct);
+        let first = res.0.into_iter().find(|e| !e.is_ref()).and_then(|e| RawEntry::from_ber(e.0));
         Ok(match first {
             Some(e) => {
                 format!("bound to {url} as {:?}; the user search finds entries, e.g. {:?}", self.cfg.bind_dn, e.dn)
@@ -186,7 +186,7 @@ impl LdapSource {
             if entry.is_intermediate() {
                 continue;
             }
-            match construct(entry) {
+            match RawEntry::from_ber(entry.0) {
                 Some(e) => each(e),
                 None => malformed += 1,
             }
@@ -364,12 +364,6 @@ fn scope_of(s: LdapScope) -> Scope {
         LdapScope::One => Scope::OneLevel,
         LdapScope::Sub => Scope::Subtree,
     }
-}
-
-/// ldap3's entry parser panics on malformed server data; a hostile or broken server must not crash the daemon.
-fn construct(entry: ResultEntry) -> Option<RawEntry> {
-    let se = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| SearchEntry::construct(entry))).ok()?;
-    Some(RawEntry::from_maps(se.dn, se.attrs, se.bin_attrs))
 }
 
 fn tls_config(ca_file: &std::path::Path) -> Result<rustls::ClientConfig, String> {
