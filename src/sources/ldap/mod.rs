@@ -60,7 +60,7 @@ impl LdapSource {
     /// third (`cargo bench --bench ldap_read`, `LDAP_BENCH_RUNTIME`) and leaves the other core to the server.
     /// Dropping the returned future cancels the read (its connection is dropped), as on the caller's runtime.
     pub async fn snapshot_with_stats(&self) -> Result<(Snapshot, ReadStats), SourceError> {
-        let reader = LdapSource { name: self.name.clone(), cfg: self.cfg.clone() };
+        let reader = LdapSource::new(&self.name, &self.cfg);
         let span = tracing::Span::current();
         let (cancel_on_drop, cancelled) = tokio::sync::oneshot::channel::<()>();
         let thread = tokio::task::spawn_blocking(move || {
